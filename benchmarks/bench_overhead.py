@@ -1,0 +1,83 @@
+"""Harness overhead per attempt: workspace + sandbox + grading vs the same script run with bare `python`.
+
+For each task, the script is the minimal correct solution the prompt shows the model. Both ways run
+side by side in one process, alternating order, `--repeats` times; the ratio of medians is printed.
+
+    python benchmarks/bench_overhead.py [TASK_DIR ...] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tabcoder.evaluation import evaluate, prepare_workspace
+from tabcoder.grading import make_split
+from tabcoder.profile import profile_task
+from tabcoder.prompting import PromptBuilder
+from tabcoder.sandbox import LocalSandbox
+from tabcoder.task import load_task
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "tasks"
+
+
+def harness_once(task, split, code, sandbox, root: Path) -> float:
+    start = time.perf_counter()
+    workspace = prepare_workspace(root / "harness", train=split.fit, test=split.valid,
+                                  sample_submission=split.sample_submission, description=task.description)
+    evaluation = evaluate(code, workspace, task=task, labels=split.labels, sandbox=sandbox, timeout=600)
+    elapsed = time.perf_counter() - start
+    assert evaluation.grade is not None and evaluation.grade.valid, evaluation
+    shutil.rmtree(workspace)
+    return elapsed
+
+
+def bare_once(task, split, code, root: Path) -> float:
+    workspace = prepare_workspace(root / "bare", train=split.fit, test=split.valid,
+                                  sample_submission=split.sample_submission, description=task.description)
+    (workspace / "solution.py").write_text(code)
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "solution.py"], cwd=workspace, check=True, capture_output=True, env=env)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(workspace)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tasks", nargs="*", type=Path, help="task folders (default: the shared tasks)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    tasks = args.tasks or sorted(p for p in SHARED.iterdir() if p.is_dir())
+    sandbox = LocalSandbox(threads=1)
+    print(f"sandbox isolation: {sandbox.isolation}")
+    print(f"{'task':14s} {'bare s':>8s} {'harness s':>10s} {'ratio':>6s} {'overhead s':>10s}")
+    ratios = []
+    for task_dir in tasks:
+        task = load_task(task_dir)
+        split = make_split(task)
+        code = PromptBuilder(task, profile_task(task, split.fit, split.valid), timeout=600).example()
+        bare, harness = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(args.repeats):
+                if i % 2 == 0:
+                    bare.append(bare_once(task, split, code, Path(tmp)))
+                    harness.append(harness_once(task, split, code, sandbox, Path(tmp)))
+                else:
+                    harness.append(harness_once(task, split, code, sandbox, Path(tmp)))
+                    bare.append(bare_once(task, split, code, Path(tmp)))
+        b, h = statistics.median(bare), statistics.median(harness)
+        ratios.append(h / b)
+        print(f"{task.name:14s} {b:8.2f} {h:10.2f} {h / b:6.2f} {h - b:10.2f}")
+    print(f"geometric-mean ratio harness/bare: {statistics.geometric_mean(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()

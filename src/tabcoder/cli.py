@@ -1,0 +1,188 @@
+"""The `tabcoder` command line. A thin layer: it builds a RunConfig, calls the library, prints progress,
+and turns typed errors into messages and exit codes (2 for bad input, 1 for failures at run time)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from tabcoder.config import PROMPT_STYLES, RunConfig
+from tabcoder.errors import TabcoderError
+
+
+def _fail_cleanly(command):
+    """Typed errors become `error: ...` and their exit code; Ctrl-C exits 130; never a raw traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except TabcoderError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="tabcoder")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+def main(verbose: bool) -> None:
+    """An LLM writes the training code for a tabular task; tabcoder runs it in a sandbox, grades it on
+    labels the code never sees, and lets the model reflect and iterate."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+class Progress:
+    """Prints one line per event of a run to stderr."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def __call__(self, kind: str, data: dict) -> None:
+        if self.quiet:
+            return
+        handler = getattr(self, f"on_{kind}", None)
+        if handler:
+            handler(**data)
+
+    @staticmethod
+    def _say(text: str) -> None:
+        click.echo(text, err=True)
+
+    def on_run_start(self, run_dir, task, config, model, isolation) -> None:
+        self._say(f"task {task.name}: {task.task_type}, target {task.target!r}, metric {task.metric}, "
+                  f"{len(task.train)} train rows, {0 if task.test is None else len(task.test)} test rows")
+        for note in task.notes:
+            self._say(f"  note: {note}")
+        self._say(f"model {model}; sandbox network: {isolation.get('network')}; run folder {run_dir}")
+
+    def on_attempt_start(self, index, kind, parent) -> None:
+        origin = "" if parent is None else f" from attempt {parent}"
+        self._say(f"attempt {index}: {kind}{origin} ...")
+
+    def on_llm(self, purpose, completion) -> None:
+        self._say(f"  {purpose}: {completion.prompt_tokens}+{completion.completion_tokens} tokens, "
+                  f"{completion.seconds:.1f} s")
+
+    def on_reflection(self, index, text) -> None:
+        first = " ".join(text.split())[:160]
+        self._say(f"  reflection on attempt {index}: {first}")
+
+    def on_attempt_end(self, attempt, best) -> None:
+        if attempt.valid:
+            status = f"valid, {attempt.score_value}" + (" (best)" if best is attempt else "")
+        elif attempt.code is None:
+            status = "no code in the answer"
+        elif attempt.timed_out:
+            status = "timed out"
+        elif attempt.exit_code not in (0, None):
+            lines = (attempt.traceback or attempt.stderr or "").strip().splitlines()
+            status = f"failed: {lines[-1][:120] if lines else 'exit ' + str(attempt.exit_code)}"
+        else:
+            status = f"invalid submission: {attempt.problems[0][:120] if attempt.problems else ''}"
+        self._say(f"  -> {status}; ran {attempt.run_seconds:.1f} s, {attempt.tokens} tokens")
+
+    def on_interrupted(self, attempts) -> None:
+        self._say(f"interrupted after {attempts} attempts: refitting the best so far (Ctrl-C again to abort)")
+
+    def on_final_start(self, attempt, workspace) -> None:
+        self._say(f"final: refitting attempt {attempt.index} on all train rows, predicting the test set ...")
+
+    def on_final_end(self, attempt, ok, problems, seconds) -> None:
+        self._say(f"  -> {'ok' if ok else 'failed: ' + problems[0][:160]} ({seconds:.1f} s)")
+
+
+def _print_result(result, as_json: bool) -> None:
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    lines = [f"run folder:        {result.run_dir}",
+             f"attempts:          {result.attempts} ({result.valid_attempts} valid), stopped: {result.stop_reason}",
+             f"validation score:  {result.validation_score}" + (f" (attempt {result.best.index})" if result.best else "")]
+    if result.test_score is not None:
+        lines.append(f"test score:        {result.test_score} (from --answers; not used for selection)")
+    if result.final_valid:
+        lines.append(f"submission:        {result.submission}")
+        lines.append(f"solution:          {result.solution}")
+        lines.append(f"reproduce:         cd {result.solution.parent} && python {result.solution.name}")
+    else:
+        lines.append(f"no valid final submission: {'; '.join(result.final_problems)[:300]}")
+    lines.append(f"tokens, time:      {result.tokens} tokens, {result.seconds / 60:.1f} min")
+    click.echo("\n".join(lines))
+
+
+@main.command("run")
+@click.argument("task", type=click.Path(path_type=Path))
+@click.option("--target", help="Target column (default: inferred from the sample submission or the test file).")
+@click.option("--id", "id_column", help="Id column (default: inferred, or generated).")
+@click.option("--task-type", type=click.Choice(["binary", "multiclass", "regression"]), help="Default: inferred from the target.")
+@click.option("--metric", help="accuracy, balanced_accuracy, f1, macro_f1, roc_auc, log_loss, rmse, mse, mae, rmsle, r2.")
+@click.option("--positive-label", help="Positive class for f1 / roc_auc / log_loss on binary tasks.")
+@click.option("--test", "test_path", type=click.Path(path_type=Path), help="Test table, when TASK is a single file.")
+@click.option("--model", default="local", show_default=True,
+              help="local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamacpp:PATH.gguf, openai:MODEL, replay:FILE.jsonl")
+@click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")
+@click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum number of attempts.")
+@click.option("--time-budget", help="Stop starting new attempts after this long, e.g. 600, 10m, 1h.")
+@click.option("--token-budget", type=int, help="Stop after this many LLM tokens (prompt + completion).")
+@click.option("--timeout", default=str(int(RunConfig.timeout)), show_default=True, help="Time limit per attempt (seconds, or 5m).")
+@click.option("--temperature", type=float, default=RunConfig.temperature, show_default=True)
+@click.option("--top-p", type=float, default=RunConfig.top_p, show_default=True)
+@click.option("--max-tokens", type=int, default=RunConfig.max_tokens, show_default=True, help="Maximum tokens per generated script.")
+@click.option("--prompt-style", type=click.Choice(PROMPT_STYLES), default="chat", show_default=True,
+              help="chat: system/user/assistant turns; single: one concatenated prompt.")
+@click.option("--description/--no-description", "use_description", default=True, show_default=True,
+              help="Give the task's description text to the model.")
+@click.option("--example/--no-example", "show_example", default=True, show_default=True,
+              help="Show the model a minimal correct script for this task to start from.")
+@click.option("--threads", type=int, default=RunConfig.threads, show_default=True,
+              help="CPU threads for llama.cpp and for generated code.")
+@click.option("--n-ctx", type=int, default=RunConfig.n_ctx, show_default=True, help="Context length for llama.cpp models.")
+@click.option("--memory-mb", type=int, default=RunConfig.memory_mb, show_default=True, help="Memory limit per attempt.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--valid-fraction", type=float, default=RunConfig.valid_fraction, show_default=True,
+              help="Share of the labelled rows held out for validation.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder that receives the run folder.")
+@click.option("--answers", type=click.Path(path_type=Path), help="CSV of true test labels: report the test score (never used to choose).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_fail_cleanly
+def run_command(task: Path, quiet: bool, as_json: bool, **options) -> None:
+    """Search for a solution of TASK: a folder (Kaggle layout or ML-hw columns.py) or one table file.
+
+    Writes runs/<time>-<task>/ with journal.jsonl, attempts/, best/solution.py, submission.csv and run.json.
+    Exit status: 0 with a valid final submission, 1 without one, 2 for bad input.
+    """
+    from tabcoder.runner import run
+
+    config = RunConfig(**options)
+    result = run(task, config=config, on_event=Progress(quiet))
+    _print_result(result, as_json)
+    sys.exit(0 if result.final_valid else 1)
+
+
+@main.command("models")
+@_fail_cleanly
+def models_command() -> None:
+    """List the model backends and whether each is usable here (and if not, how to fix it)."""
+    from tabcoder.backends import list_models
+
+    for status in list_models():
+        mark = "yes" if status.usable else "no "
+        click.echo(f"{mark}  {status.name:28s} {status.detail}")
+
+
+if __name__ == "__main__":
+    main()

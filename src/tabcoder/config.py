@@ -1,0 +1,105 @@
+"""One typed configuration for a run. The CLI and the Python API build the same object; the resolved
+config is saved beside every run as run.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabcoder.errors import ConfigError
+
+PROMPT_STYLES = ("chat", "single")
+STRATEGIES = ("reflexion",)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'90' / '90s' / '10m' / '1.5h' -> seconds. None stays None."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"Cannot read the duration {text!r}: write a number of seconds or e.g. '90s', '10m', '1h'.")
+    return float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower() or None]
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run does. Defaults are the measured defaults for a 2-vCPU machine."""
+
+    # model and generation
+    model: str = "local"
+    base_url: str | None = None
+    temperature: float = 0.2
+    top_p: float = 0.95
+    max_tokens: int = 1536
+    threads: int = 1
+    n_ctx: int = 8192
+    # strategy and budgets
+    strategy: str = "reflexion"
+    iterations: int = 4
+    time_budget: float | None = None
+    token_budget: int | None = None
+    prompt_style: str = "chat"
+    use_description: bool = True
+    show_example: bool = True
+    # sandbox
+    timeout: float = 300.0
+    memory_mb: int = 4096
+    # grading
+    seed: int = 0
+    valid_fraction: float = 0.2
+    # task overrides (None = read from the task or infer)
+    target: str | None = None
+    id_column: str | None = None
+    task_type: str | None = None
+    metric: str | None = None
+    positive_label: str | None = None
+    test_path: Path | None = None
+    # outputs
+    out_dir: Path = field(default_factory=lambda: Path("runs"))
+    answers: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.time_budget = parse_duration(self.time_budget)
+        self.timeout = parse_duration(self.timeout)
+        self.out_dir = Path(self.out_dir)
+        if self.answers is not None:
+            self.answers = Path(self.answers)
+        if self.test_path is not None:
+            self.test_path = Path(self.test_path)
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.iterations >= 1, f"--iterations must be at least 1 (got {self.iterations})."),
+            (self.timeout > 0, f"--timeout must be positive (got {self.timeout})."),
+            (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive."),
+            (self.token_budget is None or self.token_budget > 0, "--token-budget must be positive."),
+            (0.0 <= self.temperature <= 2.0, f"--temperature must be within [0, 2] (got {self.temperature})."),
+            (0.0 < self.top_p <= 1.0, f"--top-p must be within (0, 1] (got {self.top_p})."),
+            (self.max_tokens >= 64, f"--max-tokens must be at least 64 (got {self.max_tokens})."),
+            (self.threads >= 1, f"--threads must be at least 1 (got {self.threads})."),
+            (0.05 <= self.valid_fraction <= 0.5, f"--valid-fraction must be within [0.05, 0.5] (got {self.valid_fraction})."),
+            (self.memory_mb >= 256, f"--memory-mb must be at least 256 (got {self.memory_mb})."),
+            (self.prompt_style in PROMPT_STYLES, f"--prompt-style must be one of {', '.join(PROMPT_STYLES)} (got {self.prompt_style!r})."),
+            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}.")
+        return cls(**data)

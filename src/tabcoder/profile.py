@@ -1,0 +1,152 @@
+"""A compact, truthful description of a task's data for the model: columns, dtypes as pandas sees them,
+missing rates, cardinalities, ranges, the target's distribution and a few sample rows.
+
+The profile is computed once per run from the rows the model will be given (the fit part of the split),
+so every prompt of a run starts with the same text and llama.cpp can reuse it from its prefix cache.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+
+import pandas as pd
+
+from tabcoder.task import Task
+
+#: Packages generated code may import, in the order shown to the model. Only installed ones are listed.
+SANDBOX_PACKAGES = ("pandas", "numpy", "scikit-learn", "scipy", "lightgbm", "xgboost", "catboost")
+
+MAX_LISTED_LEVELS = 8
+MAX_VALUE_CHARS = 24
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    name: str
+    dtype: str
+    kind: str  # "numeric" | "categorical" | "boolean" | "text"
+    missing: float
+    distinct: int
+    summary: str
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    n_train: int
+    n_test: int
+    columns: list[ColumnProfile]
+    target_summary: str
+    sample_rows: str
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind in ("numeric", "boolean")]
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind in ("categorical", "text")]
+
+    def table(self) -> str:
+        """One line per feature column: name, dtype, kind, missing rate, distinct count, summary."""
+        lines = []
+        for c in self.columns:
+            missing = f"{c.missing:.0%} missing" if c.missing else "no missing"
+            lines.append(f"- {c.name} ({c.dtype}, {c.kind}; {missing}; {c.distinct} distinct): {c.summary}")
+        return "\n".join(lines)
+
+
+def installed_packages(names: tuple[str, ...] = SANDBOX_PACKAGES) -> list[str]:
+    """`name version` for each of `names` installed in this environment (the sandbox uses the same one)."""
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _fmt_num(x: float) -> str:
+    if pd.isna(x):
+        return "nan"
+    if float(x).is_integer() and abs(x) < 1e12:
+        return str(int(x))
+    return f"{x:.4g}"
+
+
+def _profile_column(name: str, series: pd.Series) -> ColumnProfile:
+    missing = float(series.isna().mean())
+    distinct = int(series.nunique(dropna=True))
+    dtype = str(series.dtype)
+    if pd.api.types.is_bool_dtype(series):
+        kind, summary = "boolean", f"true rate {series.mean():.2f}"
+    elif pd.api.types.is_numeric_dtype(series):
+        kind = "numeric"
+        s = series.dropna()
+        if s.empty:
+            summary = "all missing"
+        else:
+            summary = (
+                f"min {_fmt_num(s.min())}, median {_fmt_num(s.median())}, max {_fmt_num(s.max())}"
+            )
+    else:
+        counts = series.value_counts(dropna=True)
+        avg_len = series.dropna().astype(str).str.len().mean() if distinct else 0
+        kind = "text" if distinct > 50 and avg_len > 30 else "categorical"
+        top = ", ".join(f"{_short(v)} ({n})" for v, n in counts.head(MAX_LISTED_LEVELS).items())
+        more = f", … {distinct - MAX_LISTED_LEVELS} more" if distinct > MAX_LISTED_LEVELS else ""
+        summary = f"values {top}{more}"
+    return ColumnProfile(name, dtype, kind, missing, distinct, summary)
+
+
+def _target_summary(task: Task, y: pd.Series) -> str:
+    if task.task_type == "regression":
+        s = y.dropna()
+        return (
+            f"numeric: min {_fmt_num(s.min())}, mean {_fmt_num(s.mean())}, median {_fmt_num(s.median())}, "
+            f"max {_fmt_num(s.max())}, std {_fmt_num(s.std())}"
+        )
+    counts = y.value_counts()
+    shares = ", ".join(f"{_short(v)}: {n} ({n / len(y):.0%})" for v, n in counts.items())
+    return f"{len(counts)} classes: {shares}"
+
+
+def profile_task(task: Task, train: pd.DataFrame, test: pd.DataFrame | None, *, sample_rows: int = 3,
+                 seed: int = 0) -> DataProfile:
+    """Profile `train` (the rows the model's code will see as input/train.csv) for `task`."""
+    features = [c for c in train.columns if c not in (task.target, task.id_column)]
+    columns = [_profile_column(c, train[c]) for c in features]
+    sample = train.sample(n=min(sample_rows, len(train)), random_state=seed)
+    rows = sample.to_csv(index=False).strip()
+    return DataProfile(
+        n_train=len(train),
+        n_test=0 if test is None else len(test),
+        columns=columns,
+        target_summary=_target_summary(task, train[task.target]),
+        sample_rows=rows,
+    )
+
+
+def describe_submission(task: Task) -> str:
+    """What `submission.csv` must hold, in words a small model can follow exactly."""
+    cols = ", ".join(task.submission_columns)
+    spec = task.metric_spec
+    if task.task_type == "regression":
+        what = f"`{task.target}` holds the predicted number for each row"
+    elif spec.needs_proba and task.task_type == "binary":
+        what = (f"`{task.target}` holds the predicted PROBABILITY (a float between 0 and 1) that "
+                f"`{task.target}` is {task.positive_label!r} (use predict_proba and the column of that class)")
+    elif spec.needs_proba:
+        what = ("one column per class, named exactly as the class labels, holding predicted probabilities "
+                "(predict_proba; each row sums to 1)")
+    else:
+        labels = ", ".join(repr(c) for c in (task.classes or [])[:MAX_LISTED_LEVELS])
+        what = f"`{task.target}` holds a predicted class label, one of: {labels}"
+    return (f"columns exactly: {cols}; one row per row of input/test.csv (same `{task.id_column}` values); "
+            f"{what}")
