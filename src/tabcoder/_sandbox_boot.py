@@ -1,0 +1,283 @@
+"""Bootstrap run inside the sandbox child: `python _sandbox_boot.py CONFIG_JSON SCRIPT [ARGS...]`.
+
+Standalone on purpose: it must not import tabcoder or any third-party library, and it must run on
+any Python >= 3.8 that might be chosen as the sandbox interpreter. In order, it
+
+1. applies resource limits (address space, file size, CPU seconds, no core files);
+2. optionally moves itself into a fresh network namespace (`unshare` through ctypes);
+3. installs an audit hook that blocks network use (unless allowed) and writes outside the workspace;
+4. runs SCRIPT as `__main__` with `runpy.run_path`, and prints an uncaught exception's traceback
+   without this file's or runpy's frames.
+
+`python _sandbox_boot.py --probe MODE` only tries to unshare the network namespace the way MODE says
+("net" or "user+net") and exits 0 on success, 1 on failure; the parent uses it to learn, once, what
+this machine allows.
+
+CONFIG_JSON keys: workspace (str), block_network (bool), netns ("net", "user+net" or "none"),
+limits ({"as": bytes, "fsize": bytes, "cpu": seconds}, each optional), report (a path outside the
+workspace where a one-line JSON note about the isolation obtained is written, or null).
+"""
+
+import json
+import os
+import resource
+import runpy
+import socket
+import sys
+import traceback
+
+_BOOT_FILE = os.path.abspath(__file__)
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_NETWORK_MESSAGE = "network access is disabled in this sandbox ({event})"
+_WRITE_MESSAGE = "writing outside the workspace is not allowed in this sandbox ({event}: {path!r})"
+
+
+# --- limits and namespaces ----------------------------------------------------------------------
+
+def _set_limit(which, value):
+    """Set soft and hard limit to `value`, never above the current hard limit."""
+    _soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+def apply_limits(limits):
+    _set_limit(resource.RLIMIT_CORE, 0)
+    if limits.get("as"):
+        _set_limit(resource.RLIMIT_AS, int(limits["as"]))
+    if limits.get("fsize"):
+        _set_limit(resource.RLIMIT_FSIZE, int(limits["fsize"]))
+    if limits.get("cpu"):
+        soft = int(limits["cpu"])
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        # Soft limit sends SIGXCPU; the hard limit, 2 s later, sends SIGKILL.
+        new_hard = soft + 2 if hard == resource.RLIM_INFINITY else min(soft + 2, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (min(soft, new_hard), new_hard))
+
+
+def _write_proc(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def unshare_network(mode):
+    """Enter a new network namespace as `mode` says; True on success. Needs a single-threaded process."""
+    if mode not in ("net", "user+net"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.geteuid(), os.getegid()
+    flags = _CLONE_NEWNET if mode == "net" else (_CLONE_NEWUSER | _CLONE_NEWNET)
+    if libc.unshare(flags) != 0:
+        return False
+    if mode == "user+net":
+        # Map our own ids so files we create keep our owner; without a map, file creation fails.
+        try:
+            _write_proc("/proc/self/setgroups", "deny")
+            _write_proc("/proc/self/uid_map", "%d %d 1" % (uid, uid))
+            _write_proc("/proc/self/gid_map", "%d %d 1" % (gid, gid))
+        except OSError:
+            return False
+    return True
+
+
+# --- audit hook ---------------------------------------------------------------------------------
+
+class _Guard:
+    """The audit hook: blocks network use (optionally) and writes outside the workspace."""
+
+    def __init__(self, workspace, block_network):
+        self.workspace = os.path.realpath(workspace)
+        self.block_network = block_network
+        self.allowed_roots = (self.workspace, "/dev/shm")
+        self.allowed_files = ("/dev/null", "/dev/stdout", "/dev/stderr")
+        self.path_checks = {
+            # event: (indices of path arguments, index of dir_fd argument or None, follow symlinks)
+            "open": ((0,), None, True),
+            "os.truncate": ((0,), None, True),
+            "os.chmod": ((0,), 2, True),
+            "os.chown": ((0,), 3, True),
+            "os.utime": ((0,), 3, True),
+            "os.setxattr": ((0,), None, True),
+            "os.removexattr": ((0,), None, True),
+            "os.remove": ((0,), 1, False),
+            "os.rmdir": ((0,), 1, False),
+            "os.mkdir": ((0,), 2, False),
+            "os.rename": ((0, 1), 2, False),
+            "os.symlink": ((1,), 2, False),
+            "os.link": ((1,), 3, False),
+            "shutil.rmtree": ((0,), 1, False),
+        }
+        self.network_events = {
+            "socket.connect", "socket.connect_ex", "socket.bind", "socket.sendto", "socket.sendmsg",
+        }
+        self.resolver_events = {
+            "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
+            "socket.gethostbyaddr", "socket.getnameinfo",
+        }
+
+    def __call__(self, event, args):
+        # Called for every audit event in the process: return fast on the ones we don't care about.
+        # Nothing below raises audit events itself (realpath, readlink, fsdecode are not audited).
+        if event in self.path_checks:
+            self._check_paths(event, args)
+        elif self.block_network and (event in self.network_events or event in self.resolver_events):
+            self._check_network(event, args)
+
+    # network
+
+    def _check_network(self, event, args):
+        if event in self.resolver_events:
+            raise PermissionError(_NETWORK_MESSAGE.format(event=event))
+        sock, address = args[0], args[1] if len(args) > 1 else None
+        if getattr(sock, "family", None) != socket.AF_UNIX:
+            raise PermissionError(_NETWORK_MESSAGE.format(event=event))
+        if not self._unix_address_allowed(address):
+            raise PermissionError(_NETWORK_MESSAGE.format(event=event + " to a socket outside the workspace"))
+
+    def _unix_address_allowed(self, address):
+        """Unnamed and abstract sockets are allowed (multiprocessing); named ones must be in the workspace."""
+        if address is None or isinstance(address, int):
+            return True
+        try:
+            path = os.fsdecode(address)
+        except TypeError:
+            return True
+        if path == "" or path.startswith("\0"):
+            return True
+        return self._inside(self._resolve(path, None, True))
+
+    # filesystem
+
+    def _check_paths(self, event, args):
+        indices, dir_fd_index, follow = self.path_checks[event]
+        if event == "open" and not _is_write_open(args):
+            return
+        dir_fd = args[dir_fd_index] if dir_fd_index is not None and len(args) > dir_fd_index else None
+        for index in indices:
+            target = args[index] if len(args) > index else None
+            if target is None or isinstance(target, int):
+                continue  # a file descriptor: already opened, checked then
+            try:
+                path = os.fsdecode(target)
+            except TypeError:
+                continue
+            if self._is_magic(path):
+                continue
+            if not self._inside(self._resolve(path, dir_fd, follow)):
+                raise PermissionError(_WRITE_MESSAGE.format(event=event, path=path))
+
+    def _is_magic(self, path):
+        """Per-process /proc and /dev entries: writing there only touches this process's own files."""
+        path = os.path.abspath(path)
+        if path in self.allowed_files or path.startswith("/dev/fd/"):
+            return True
+        for prefix in ("/proc/self/", "/proc/thread-self/", "/proc/%d/" % os.getpid()):
+            if path.startswith(prefix):
+                return True
+        return False
+
+    @staticmethod
+    def _resolve(path, dir_fd, follow):
+        if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
+            try:
+                path = os.path.join(os.readlink("/proc/self/fd/%d" % dir_fd), path)
+            except OSError:
+                pass
+        path = os.path.abspath(path)
+        if follow:
+            return os.path.realpath(path)
+        # The entry itself is changed, not what it points to: resolve only its folder.
+        parent, name = os.path.split(path)
+        return os.path.join(os.path.realpath(parent), name)
+
+    def _inside(self, path):
+        for root in self.allowed_roots:
+            if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+                return True
+        return False
+
+
+def _is_write_open(args):
+    mode = args[1] if len(args) > 1 else None
+    flags = args[2] if len(args) > 2 else 0
+    if isinstance(mode, str) and any(letter in mode for letter in "wax+"):
+        return True
+    return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+
+
+# --- running the script -------------------------------------------------------------------------
+
+def _is_harness_frame(frame):
+    filename = frame.filename
+    return (os.path.abspath(filename) == _BOOT_FILE or filename == "<frozen runpy>"
+            or os.path.basename(filename) == "runpy.py")
+
+
+def _drop_harness_frames(exc_info, seen=None):
+    """Remove this file's and runpy's frames from a TracebackException and everything it chains to."""
+    seen = set() if seen is None else seen
+    if exc_info is None or id(exc_info) in seen:
+        return
+    seen.add(id(exc_info))
+    exc_info.stack = traceback.StackSummary.from_list(
+        [frame for frame in exc_info.stack if not _is_harness_frame(frame)])
+    _drop_harness_frames(exc_info.__cause__, seen)
+    _drop_harness_frames(exc_info.__context__, seen)
+    for member in getattr(exc_info, "exceptions", None) or ():
+        _drop_harness_frames(member, seen)
+
+
+def format_exception(exc):
+    """The usual traceback text, minus harness frames; always headed by 'Traceback (most recent call last):'."""
+    exc_info = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    _drop_harness_frames(exc_info)
+    text = "".join(exc_info.format())
+    if not exc_info.stack:  # e.g. a SyntaxError raised while compiling the script: keep the header
+        last = "".join(exc_info.format_exception_only())
+        text = text[: len(text) - len(last)] + "Traceback (most recent call last):\n" + last
+    return text
+
+
+def run_script(script, argv):
+    sys.argv = [script] + list(argv)
+    sys.path[0] = os.path.dirname(script)  # as `python script.py` would have it, not this file's folder
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - report like the interpreter would, without our frames
+        sys.stdout.flush()
+        sys.stderr.write(format_exception(exc))
+        sys.stderr.flush()
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    return 0
+
+
+def _write_report(path, note):
+    if path:
+        try:
+            with open(path, "w") as handle:
+                json.dump(note, handle)
+        except OSError:
+            pass
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "--probe":
+        return 0 if unshare_network(argv[1]) else 1
+    config, script, script_args = json.loads(argv[0]), os.path.abspath(argv[1]), argv[2:]
+    apply_limits(config.get("limits") or {})
+    netns = config.get("netns", "none")
+    got_namespace = config.get("block_network", True) and unshare_network(netns)
+    _write_report(config.get("report"), {"netns": netns if got_namespace else "none"})
+    sys.addaudithook(_Guard(config["workspace"], bool(config.get("block_network", True))))
+    return run_script(script, script_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
