@@ -1,0 +1,440 @@
+"""Backend contract tests (scripted, replay, openai on a fake server, llama.cpp on a tiny model), registry errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tabcoder.backends import Backend, Completion, ScriptedBackend, get_backend, list_models
+from tabcoder.backends.openai_backend import OpenAIBackend
+from tabcoder.errors import BackendError, ConfigError, LLMError
+
+HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+needs_llama = pytest.mark.skipif(not HAS_LLAMA, reason="llama-cpp-python not installed (pip install 'tabcoder[local]')")
+
+MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Say hello in one word."},
+]
+
+
+# --------------------------------------------------------------------------- fake OpenAI-compatible server
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1. Queue replies with `reply()`/`hang()`;
+    with an empty queue it answers a default completion. `requests` records (path, headers, body)."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[str, Any]] = []
+        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        self.release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((self.path, dict(self.headers), body))
+                kind, arg = fake.script.pop(0) if fake.script else ("ok", None)
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"error": {"message": "not found"}})
+                if kind == "hang":
+                    fake.release.wait(arg)
+                    return
+                if kind == "status":
+                    return self._send(arg, {"error": {"message": f"fake error {arg}"}})
+                return self._send(200, arg or fake.default_reply(body))
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    @staticmethod
+    def default_reply(body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 17, "completion_tokens": 1, "total_tokens": 18,
+                      "prompt_tokens_details": {"cached_tokens": 5}},
+        }
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def reply(self, kind: str, arg: Any = None) -> None:
+        self.script.append((kind, arg))
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+def fast_openai(server: FakeOpenAI, **kw: Any) -> OpenAIBackend:
+    kw.setdefault("timeout", 5)
+    return OpenAIBackend("fake-model", base_url=server.base_url, api_key="k", backoff_base=0.01, **kw)
+
+
+# --------------------------------------------------------------------------- contract, over every backend
+
+# A factory gets (tmp_path, fake server, texts) and returns a backend that will answer `texts` in order,
+# or None when it cannot script its answers (a real model).
+Factory = Callable[[Path, FakeOpenAI, list[str]], Backend]
+
+
+def _scripted(tmp: Path, server: FakeOpenAI, texts: list[str]) -> Backend:
+    return ScriptedBackend(texts)
+
+
+def _replay(tmp: Path, server: FakeOpenAI, texts: list[str]) -> Backend:
+    path = tmp / "rec.jsonl"
+    lines = [json.dumps({"text": t, "prompt_tokens": 3, "completion_tokens": 2, "seconds": 0.5}) for t in texts]
+    path.write_text("\n".join(lines) + "\n")
+    return get_backend(f"replay:{path}")
+
+
+def _openai(tmp: Path, server: FakeOpenAI, texts: list[str]) -> Backend:
+    for t in texts:
+        reply = FakeOpenAI.default_reply({"model": "m"})
+        reply["choices"][0]["message"]["content"] = t
+        server.reply("ok", reply)
+    return get_backend("openai:m", base_url=server.base_url, timeout=5)
+
+
+SCRIPTABLE = [
+    pytest.param(_scripted, id="scripted"),
+    pytest.param(_replay, id="replay"),
+    pytest.param(_openai, id="openai"),
+]
+
+
+@pytest.mark.parametrize("factory", SCRIPTABLE)
+def test_contract_scriptable(factory: Factory, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    backend = factory(tmp_path, fake_openai, ["first answer", "second"])
+    with backend:
+        assert isinstance(backend.model_id, str) and backend.model_id
+        a = backend.complete(MESSAGES, temperature=0.0, max_tokens=16, seed=1, stop=["\n\n"])
+        b = backend.complete(MESSAGES)
+    for c, text in ((a, "first answer"), (b, "second")):
+        assert isinstance(c, Completion)
+        assert c.text == text
+        assert c.prompt_tokens > 0 and c.completion_tokens > 0
+        assert c.seconds >= 0
+        assert c.model
+        assert c.finish_reason == "stop"
+    backend.close()  # twice is fine
+
+
+@needs_llama
+@pytest.mark.slow
+def test_contract_llamacpp_tiny_model() -> None:
+    with get_backend("local:smollm2-135m", threads=1, n_ctx=2048) as backend:
+        assert backend.model_id == "local:smollm2-135m"
+        a = backend.complete(MESSAGES, temperature=0.0, max_tokens=12, seed=3)
+        b = backend.complete(MESSAGES, temperature=0.0, max_tokens=12, seed=3)
+        assert a.text == b.text and a.text.strip()
+        for c in (a, b):
+            assert c.prompt_tokens > 0 and c.completion_tokens > 0 and c.seconds > 0
+            assert c.finish_reason in ("stop", "length")
+            assert c.prompt_seconds is not None and c.prompt_seconds >= 0
+        assert a.cached_prompt_tokens == 0
+        # Same prompt again: all but (at most) the last prompt token come from the KV cache.
+        assert b.cached_prompt_tokens is not None and b.cached_prompt_tokens >= b.prompt_tokens - 1
+
+        other = [MESSAGES[0], {"role": "user", "content": "Name a colour."}]
+        c = backend.complete(other, temperature=0.0, max_tokens=4, stop=["."])
+        assert 0 < c.cached_prompt_tokens < c.prompt_tokens  # the shared system prefix is reused
+
+
+@needs_llama
+@pytest.mark.slow
+def test_llamacpp_context_overflow_is_llm_error() -> None:
+    with get_backend("local:smollm2-135m", n_ctx=256) as backend:
+        long = [{"role": "user", "content": "word " * 400}]
+        with pytest.raises(LLMError, match="n-ctx"):
+            backend.complete(long, max_tokens=8)
+        assert backend.complete(MESSAGES, max_tokens=4).completion_tokens > 0  # still usable
+
+
+@needs_llama
+def test_llamacpp_path_form(tmp_path: Path) -> None:
+    from tabcoder.backends.weights import ensure_model
+
+    gguf = ensure_model("smollm2-135m")
+    with get_backend(f"llamacpp:{gguf}") as backend:
+        assert backend.model_id == f"llamacpp:{gguf}"
+        assert backend.threads == 1
+
+
+@needs_llama
+def test_threads_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TABCODER_THREADS", "2")
+    with get_backend("local:smollm2-135m") as backend:
+        assert backend.threads == 2
+    with get_backend("local:smollm2-135m", threads=1) as backend:
+        assert backend.threads == 1
+    monkeypatch.setenv("TABCODER_THREADS", "many")
+    with pytest.raises(ConfigError, match="TABCODER_THREADS"):
+        get_backend("local:smollm2-135m")
+
+
+# --------------------------------------------------------------------------- openai specifics
+
+
+def test_openai_request_and_usage(fake_openai: FakeOpenAI) -> None:
+    c = fast_openai(fake_openai).complete(MESSAGES, temperature=0.0, top_p=0.9, max_tokens=7, seed=5, stop=["X"])
+    assert (c.text, c.prompt_tokens, c.completion_tokens, c.cached_prompt_tokens) == ("hello", 17, 1, 5)
+    assert c.model == "openai:fake-model"
+    path, headers, body = fake_openai.requests[0]
+    assert path == "/v1/chat/completions"
+    assert headers["Authorization"] == "Bearer k"
+    assert body == {"model": "fake-model", "messages": MESSAGES, "temperature": 0.0, "top_p": 0.9,
+                    "max_tokens": 7, "seed": 5, "stop": ["X"]}
+
+
+def test_openai_retries_5xx_and_429(fake_openai: FakeOpenAI) -> None:
+    fake_openai.reply("status", 500)
+    fake_openai.reply("status", 429)
+    c = fast_openai(fake_openai).complete(MESSAGES)
+    assert c.text == "hello"
+    assert len(fake_openai.requests) == 3
+
+
+def test_openai_4xx_is_not_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.reply("status", 400)
+    with pytest.raises(LLMError, match="HTTP 400.*fake error 400"):
+        fast_openai(fake_openai).complete(MESSAGES)
+    assert len(fake_openai.requests) == 1
+
+
+def test_openai_gives_up_after_max_retries(fake_openai: FakeOpenAI) -> None:
+    for _ in range(5):
+        fake_openai.reply("status", 503)
+    with pytest.raises(LLMError, match="after 3 attempt"):
+        fast_openai(fake_openai, max_retries=2).complete(MESSAGES)
+    assert len(fake_openai.requests) == 3
+
+
+def test_openai_timeout_is_llm_error_quickly(fake_openai: FakeOpenAI) -> None:
+    fake_openai.reply("hang", 30)
+    fake_openai.reply("hang", 30)
+    t0 = time.perf_counter()
+    with pytest.raises(LLMError, match="no answer within 0.3 s"):
+        fast_openai(fake_openai, timeout=0.3, max_retries=1).complete(MESSAGES)
+    assert time.perf_counter() - t0 < 3
+    assert len(fake_openai.requests) == 2
+
+
+def test_openai_connection_refused_is_llm_error() -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as s:
+        port = s.server_address[1]  # bound, then closed: nothing listens there afterwards
+    backend = OpenAIBackend("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, backoff_base=0.01, timeout=2)
+    with pytest.raises(LLMError, match="cannot connect"):
+        backend.complete(MESSAGES)
+
+
+def test_openai_without_usage_estimates_tokens(fake_openai: FakeOpenAI) -> None:
+    reply = FakeOpenAI.default_reply({"model": "m"})
+    del reply["usage"]
+    fake_openai.reply("ok", reply)
+    c = fast_openai(fake_openai).complete(MESSAGES)
+    assert c.prompt_tokens > 0 and c.cached_prompt_tokens is None
+
+
+def test_openai_key_and_base_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(BackendError, match="OPENAI_API_KEY.*--base-url"):
+        get_backend("openai:gpt-4o-mini")
+    local = get_backend("openai:qwen", base_url="http://127.0.0.1:9/v1")
+    assert local.url == "http://127.0.0.1:9/v1/chat/completions" and local._api_key  # dummy key
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    remote = get_backend("openai:gpt-4o-mini", timeout=10, max_retries=0)
+    assert remote.url == "https://api.openai.com/v1/chat/completions"
+    assert (remote._api_key, remote.timeout, remote.max_retries) == ("sk-test", 10.0, 0)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1/")
+    assert get_backend("openai:x").url == "http://localhost:8000/v1/chat/completions"
+    with pytest.raises(BackendError, match="openai:<model>"):
+        get_backend("openai")
+
+
+# --------------------------------------------------------------------------- replay and scripted
+
+
+def test_replay_reads_journal_lines_and_reports_exhaustion(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    lines = [
+        {"event": "start", "task": "x"},
+        {"event": "llm", "completion": {"text": "one", "prompt_tokens": 10, "completion_tokens": 1, "seconds": 2.0,
+                                        "model": "local:qwen2.5-coder-1.5b", "finish_reason": "length"}},
+        {"event": "graded", "score": 0.5},
+        {"text": "two"},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    backend = get_backend(f"replay:{path}")
+    one = backend.complete(MESSAGES)
+    assert (one.text, one.prompt_tokens, one.seconds, one.model, one.finish_reason) == (
+        "one", 10, 2.0, "local:qwen2.5-coder-1.5b", "length")
+    two = backend.complete(MESSAGES)
+    assert two.text == "two" and two.completion_tokens == 1 and two.prompt_tokens > 0
+    with pytest.raises(LLMError, match="recorded 2 response"):
+        backend.complete(MESSAGES)
+
+
+def test_replay_errors(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="not found"):
+        get_backend(f"replay:{tmp_path / 'missing.jsonl'}")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"event": "start"}) + "\n")
+    with pytest.raises(BackendError, match="no responses"):
+        get_backend(f"replay:{empty}")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n{oops\n{"text": "b"}\n')
+    with pytest.raises(BackendError, match="line 2"):
+        get_backend(f"replay:{bad}")
+    truncated = tmp_path / "truncated.jsonl"
+    truncated.write_text('{"text": "a"}\n{"text": "b')  # interrupted writer: last line skipped
+    assert get_backend(f"replay:{truncated}").remaining == 1
+
+
+def test_replay_of_a_run_journal(tmp_path: Path) -> None:
+    from tabcoder.journal import Attempt, Journal, LLMCall
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    first = Attempt(index=1, parent=None, kind="draft", messages=MESSAGES, response="code one", code="x",
+                    calls=[LLMCall("code", 100, 20, 3.0)])
+    journal.append(first)
+    first.reflection = "reflection one"
+    first.calls.append(LLMCall("reflection", 150, 10, 1.5, finish_reason="stop"))
+    journal.update(first)  # same index again, with the reflection: the later line wins
+    journal.append(Attempt(index=2, parent=1, kind="repair", messages=MESSAGES, response="code two", code="y",
+                           calls=[LLMCall("code", 200, 30, 4.0, cached_prompt_tokens=120)]))
+    backend = get_backend(f"replay:{journal.path}")
+    got = [backend.complete(MESSAGES) for _ in range(3)]
+    assert [c.text for c in got] == ["code one", "reflection one", "code two"]
+    assert [(c.prompt_tokens, c.completion_tokens, c.seconds) for c in got] == [(100, 20, 3.0), (150, 10, 1.5),
+                                                                                 (200, 30, 4.0)]
+    assert got[2].cached_prompt_tokens == 120
+    with pytest.raises(LLMError, match="recorded 3"):
+        backend.complete(MESSAGES)
+
+
+def test_scripted_backend_records_history_and_scripts_errors() -> None:
+    backend = ScriptedBackend(["a b c"])
+    backend.enqueue(lambda messages: messages[-1]["content"].upper(), LLMError("boom"))
+    assert backend.complete(MESSAGES, temperature=0.7).completion_tokens == 3
+    assert backend.complete(MESSAGES, max_tokens=5).text == "SAY HELLO IN ONE WORD."
+    with pytest.raises(LLMError, match="boom"):
+        backend.complete(MESSAGES)
+    with pytest.raises(LLMError, match="no response queued"):
+        backend.complete(MESSAGES)
+    assert len(backend.history) == 4
+    assert backend.history[0] == MESSAGES and backend.history[0][-1]["role"] == "user"
+    assert backend.history[0].options["temperature"] == 0.7
+    assert backend.history[1].options["max_tokens"] == 5
+    assert backend.model_id == "scripted"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        ("gpt4", r"unknown model 'gpt4'; valid forms: local, local:qwen2.5-coder-1.5b.*llamacpp:.*openai:<model>"),
+        ("nope:x", "valid forms"),
+        ("local:llama-70b", r"unknown local model 'llama-70b'.*qwen2.5-coder-0.5b.*llamacpp:"),
+        ("llamacpp:/nonexistent/model.gguf", "GGUF file not found: /nonexistent/model.gguf"),
+        ("llamacpp:", "llamacpp:/path/to/model.gguf"),
+        ("replay:", "replay:<file.jsonl>"),
+    ],
+)
+def test_registry_errors(model: str, match: str) -> None:
+    with pytest.raises(BackendError, match=match):
+        get_backend(model)
+
+
+def test_unknown_setting_is_config_error_but_foreign_settings_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"text": "x"}\n')
+    with pytest.raises(ConfigError, match="thread"):
+        get_backend(f"replay:{path}", thread=2)
+    # settings meant for other backends (and None = not given) pass through harmlessly
+    assert get_backend(f"replay:{path}", threads=2, base_url=None, n_ctx=4096).complete(MESSAGES).text == "x"
+
+
+def test_local_without_llama_cpp_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_llama(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "llama_cpp" or name.startswith("llama_cpp."):
+            raise ImportError("No module named 'llama_cpp'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_llama)
+    with pytest.raises(BackendError, match=r"pip install 'tabcoder\[local\]'"):
+        get_backend("local:qwen2.5-coder-0.5b")
+
+
+def test_list_models_covers_every_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    statuses = {s.name: s for s in list_models()}
+    for name in ("local:qwen2.5-coder-1.5b", "local:qwen2.5-coder-0.5b", "local:smollm2-135m",
+                 "llamacpp:/path/to/model.gguf", "openai:<model>", "replay:<file.jsonl>"):
+        assert name in statuses
+    assert "default" in statuses["local:qwen2.5-coder-1.5b"].detail
+    assert not statuses["openai:<model>"].usable and "OPENAI_API_KEY" in statuses["openai:<model>"].detail
+    assert statuses["llamacpp:/path/to/model.gguf"].usable == HAS_LLAMA
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")
+    assert {s.name: s for s in list_models()}["openai:<model>"].usable
+
+
+def test_importing_backends_imports_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    import tabcoder
+
+    # Bypass tabcoder/__init__ (other modules) so this checks the backends package alone.
+    code = (
+        f"import sys, types; pkg = types.ModuleType('tabcoder'); pkg.__path__ = {list(tabcoder.__path__)!r}\n"
+        "sys.modules['tabcoder'] = pkg\n"
+        "import tabcoder.backends; print('llama_cpp' in sys.modules, 'openai' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
