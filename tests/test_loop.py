@@ -179,3 +179,26 @@ def test_description_can_be_left_out(tmp_path):
     first = backend.history[0]
     messages = first["messages"] if isinstance(first, dict) else first
     assert "cultivators" in messages[1]["content"]
+
+
+def test_a_repeated_script_is_not_run_again_and_the_next_idea_is_asked_for(tmp_path):
+    script = good_script()
+    commented = script.replace("import pandas as pd", "import pandas as pd  # same code, new comment")
+    better = script.replace("n_estimators=200", "n_estimators=50")
+    result, backend = run_scripted(tmp_path, [script, REFLECTION, commented, better], iterations=3)
+    records = journal_records(result.run_dir)
+    assert records[1]["duplicate_of"] == 1 and not (result.run_dir / "attempts" / "002").exists()
+    assert "same as attempt 1" in records[1]["feedback"]
+    assert records[2]["kind"] == "improve" and records[2]["parent"] == 1 and records[2]["valid"]
+    ideas = [r["idea"] for r in records[1:]]
+    assert all(ideas) and ideas[0] != ideas[1], "each improvement step names a different single change"
+    last_prompt = backend.history[-1]
+    messages = last_prompt["messages"] if isinstance(last_prompt, dict) else last_prompt
+    assert ideas[1] in messages[-1]["content"]
+
+
+def test_every_call_gets_its_own_seed(tmp_path):
+    result, backend = run_scripted(tmp_path, [good_script(), REFLECTION, good_script().replace("200", "100")],
+                                   iterations=2)
+    seeds = [call.options["seed"] for call in backend.history]
+    assert len(set(seeds)) == len(seeds) == 3

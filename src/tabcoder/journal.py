@@ -56,6 +56,8 @@ class Attempt:
     problems: list[str] = field(default_factory=list)
     feedback: str = ""
     reflection: str | None = None
+    idea: str | None = None  # the single change an improvement step asked for
+    duplicate_of: int | None = None  # set when the script repeats an earlier attempt (then it is not run)
     calls: list[LLMCall] = field(default_factory=list)
     started_at: float = 0.0
 

@@ -8,7 +8,9 @@ concatenated user message, for models without a system role).
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 from importlib import resources
 
@@ -30,6 +32,29 @@ METRIC_TIPS: dict[str, str] = {
     "mae": "The metric is the mean absolute error: a loss that is robust to outliers can help.",
 }
 
+#: Generic single changes for an improvement step, tried in order (metric-specific ones first).
+IMPROVEMENT_IDEAS: dict[str, list[str]] = {
+    "classification": [
+        "Replace the model with sklearn.ensemble.HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0).",
+        "Tune the main hyperparameters of the model (for example more trees or iterations, a smaller learning rate, a limit on depth or a minimum number of samples per leaf).",
+        "Add a few new features computed from existing columns (ratios, differences, products, or counts) that could plausibly help predict the target.",
+        "Average the predicted probabilities of two different models (for example gradient boosting and a random forest or a logistic regression on scaled features).",
+    ],
+    "regression": [
+        "Replace the model with sklearn.ensemble.HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0).",
+        "Tune the main hyperparameters of the model (for example more trees or iterations, a smaller learning rate, a limit on depth or a minimum number of samples per leaf).",
+        "Add a few new features computed from existing columns (ratios, differences, products, or logs) that could plausibly help predict the target.",
+        "Average the predictions of two different models (for example gradient boosting and a random forest).",
+    ],
+}
+METRIC_IDEAS: dict[str, str] = {
+    "f1": "Handle the class imbalance: use class_weight=\"balanced\" (or choose the probability threshold that maximises F1 on a held-out part of train).",
+    "macro_f1": "Handle the class imbalance: use class_weight=\"balanced\".",
+    "balanced_accuracy": "Handle the class imbalance: use class_weight=\"balanced\".",
+    "rmse": "If the target is positive and skewed, train on numpy.log1p(target) and predict numpy.expm1(prediction).",
+    "mae": "If the target is positive and skewed, train on numpy.log1p(target) and predict numpy.expm1(prediction).",
+}
+
 _CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
 
@@ -48,6 +73,16 @@ def extract_code(text: str) -> str | None:
     if re.search(r"^\s*(import|from)\s+\w+", stripped, re.MULTILINE) and "submission" in stripped:
         return stripped
     return None
+
+
+def normalise_code(code: str) -> str:
+    """Code without comments, blank lines and trailing spaces: two scripts equal under this do the same."""
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(code).readline)
+                  if t.type not in (tokenize.COMMENT, tokenize.NL)]
+        return tokenize.untokenize((t.type, t.string) for t in tokens).strip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return "\n".join(line.rstrip() for line in code.splitlines() if line.strip())
 
 
 def fence(code: str) -> str:
@@ -123,11 +158,18 @@ class PromptBuilder:
         return self._messages(self.task_text, code, ask)
 
     def revise(self, code: str, feedback: str, *, failed: bool, reflections: list[str],
-               history: list[str]) -> Messages:
-        """Ask for a new script given the previous one, its feedback, the reflections and the attempt history."""
+               history: list[str], idea: str | None = None) -> Messages:
+        """Ask for a new script given the previous one, its feedback, the reflections and the attempt history;
+        an improvement step names one `idea` to apply."""
         ask = self._render("revise.j2", feedback=feedback, failed=failed, reflections=reflections,
-                           history=history)
+                           history=history, idea=idea)
         return self._messages(self.task_text, code, ask)
+
+    def ideas(self) -> list[str]:
+        """The single changes an improvement step proposes, in order."""
+        kind = "regression" if self.task.task_type == "regression" else "classification"
+        extra = METRIC_IDEAS.get(self.task.metric)
+        return ([extra] if extra else []) + IMPROVEMENT_IDEAS[kind]
 
     def _messages(self, task_text: str, code: str | None = None, ask: str | None = None) -> Messages:
         if self.style == "single":

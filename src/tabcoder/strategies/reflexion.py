@@ -15,7 +15,7 @@ from typing import Callable
 from tabcoder.backends import Backend, Completion
 from tabcoder.evaluation import Evaluation
 from tabcoder.journal import Attempt, Journal, LLMCall
-from tabcoder.prompting import PromptBuilder, extract_code
+from tabcoder.prompting import PromptBuilder, extract_code, normalise_code
 
 NO_CODE_FEEDBACK = ("Your answer contained no Python code block. Answer with one complete script inside a "
                     "```python code block.")
@@ -57,6 +57,7 @@ class Reflexion:
     reflection_tokens: int = 256
     clock: Callable[[], float] = time.monotonic
     on_event: EventHandler = lambda kind, data: None
+    _calls_made: int = field(default=0, init=False)
 
     def run(self, journal: Journal) -> str:
         """Add attempts to `journal` until a budget is spent; returns why it stopped."""
@@ -72,6 +73,7 @@ class Reflexion:
         started = self.clock()
         calls: list[LLMCall] = []
         base = self._base(journal)
+        idea = None
         if base is None:
             kind, parent, messages = "draft", None, self.builder.draft()
         else:
@@ -81,16 +83,23 @@ class Reflexion:
             if base.reflection is None:
                 base.reflection = self._reflect(base, failed, calls)
                 journal.update(base)
+            idea = None if failed else self._next_idea(journal)
             messages = self.builder.revise(self._shown_code(base), base.feedback, failed=failed,
-                                           reflections=self._memory(journal), history=self._history(journal))
+                                           reflections=self._memory(journal), history=self._history(journal),
+                                           idea=idea)
         self.on_event("attempt_start", {"index": index, "kind": kind, "parent": parent})
         completion = self._complete(messages, self.generation.get("max_tokens", 1536), "code", calls)
         code = extract_code(completion.text)
         attempt = Attempt(index=index, parent=parent, kind=kind, messages=messages, response=completion.text,
-                          code=code, calls=calls, started_at=started,
+                          code=code, calls=calls, started_at=started, idea=idea,
                           metric=self.builder.task.metric, greater_is_better=self.builder.task.metric_spec.greater_is_better)
+        duplicate = self._duplicate_of(code, journal) if code is not None else None
         if code is None:
             attempt.feedback = NO_CODE_FEEDBACK
+        elif duplicate is not None:
+            attempt.duplicate_of = duplicate.index
+            attempt.feedback = (f"This script is the same as attempt {duplicate.index} ({self._outcome(duplicate)}), "
+                                "so it was not run again. Write a script that actually changes something.")
         else:
             self._record(attempt, self.evaluate(index, code), journal)
         journal.append(attempt)
@@ -115,6 +124,8 @@ class Reflexion:
         if not journal.attempts:
             return None
         last, best = journal.attempts[-1], journal.best()
+        if last.duplicate_of is not None and best is not None:
+            return best
         if last.valid or best is None:
             return best if best is not None and best.score_value > last.score_value else last
         failures_in_a_row = 0
@@ -123,6 +134,21 @@ class Reflexion:
                 break
             failures_in_a_row += 1
         return last if failures_in_a_row <= self.max_repairs else best
+
+    @staticmethod
+    def _duplicate_of(code: str, journal: Journal) -> Attempt | None:
+        key = normalise_code(code)
+        for attempt in journal.attempts:
+            if attempt.code is not None and attempt.duplicate_of is None and normalise_code(attempt.code) == key:
+                return attempt
+        return None
+
+    def _next_idea(self, journal: Journal) -> str | None:
+        ideas = self.builder.ideas()
+        if not ideas:
+            return None
+        done = sum(1 for a in journal.attempts if a.idea is not None)
+        return ideas[done % len(ideas)]
 
     @staticmethod
     def _shown_code(attempt: Attempt) -> str:
@@ -137,6 +163,9 @@ class Reflexion:
 
     def _complete(self, messages, max_tokens: int, purpose: str, calls: list[LLMCall]) -> Completion:
         options = {k: v for k, v in self.generation.items() if k != "max_tokens"}
+        if options.get("seed") is not None:  # a new sample for every call, reproducible from the run's seed
+            self._calls_made += 1
+            options["seed"] = options["seed"] + self._calls_made
         completion = self.backend.complete(messages, max_tokens=max_tokens, **options)
         calls.append(LLMCall(purpose=purpose, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens, seconds=completion.seconds,
@@ -151,21 +180,25 @@ class Reflexion:
         return notes[-self.memory_size:]
 
     @staticmethod
-    def _history(journal: Journal) -> list[str]:
+    def _outcome(a: Attempt) -> str:
+        if a.valid:
+            return str(a.score_value)
+        if a.code is None:
+            return "no code"
+        if a.duplicate_of is not None:
+            return f"same as attempt {a.duplicate_of}"
+        if a.timed_out:
+            return "timed out"
+        if a.exit_code not in (0, None):
+            last_line = (a.traceback or a.stderr or "").strip().splitlines()[-1:] or ["error"]
+            return f"failed: {last_line[0][:120]}"
+        return "invalid submission"
+
+    def _history(self, journal: Journal) -> list[str]:
         lines = []
         for a in journal.attempts:
-            if a.valid:
-                outcome = str(a.score_value)
-            elif a.code is None:
-                outcome = "no code"
-            elif a.timed_out:
-                outcome = "timed out"
-            elif a.exit_code not in (0, None):
-                last_line = (a.traceback or a.stderr or "").strip().splitlines()[-1:] or ["error"]
-                outcome = f"failed: {last_line[0][:120]}"
-            else:
-                outcome = "invalid submission"
-            lines.append(f"attempt {a.index} ({a.kind}): {outcome}")
+            change = f"; change: {a.idea[:70]}" if a.idea else ""
+            lines.append(f"attempt {a.index} ({a.kind}{change}): {self._outcome(a)}")
         return lines
 
     def _reserve(self, journal: Journal) -> float:
