@@ -334,13 +334,14 @@ def test_replay_of_a_run_journal(tmp_path: Path) -> None:
 
     journal = Journal(tmp_path / "journal.jsonl")
     first = Attempt(index=1, parent=None, kind="draft", messages=MESSAGES, response="code one", code="x",
-                    calls=[LLMCall("code", 100, 20, 3.0)])
+                    calls=[LLMCall("code", 1, 100, 20, 3.0)])
     journal.append(first)
+    # the next step reflects on attempt 1 (text stored on attempt 1), then writes attempt 2
     first.reflection = "reflection one"
-    first.calls.append(LLMCall("reflection", 150, 10, 1.5, finish_reason="stop"))
     journal.update(first)  # same index again, with the reflection: the later line wins
     journal.append(Attempt(index=2, parent=1, kind="repair", messages=MESSAGES, response="code two", code="y",
-                           calls=[LLMCall("code", 200, 30, 4.0, cached_prompt_tokens=120)]))
+                           calls=[LLMCall("reflection", 1, 150, 10, 1.5, finish_reason="stop"),
+                                  LLMCall("code", 2, 200, 30, 4.0, cached_prompt_tokens=120)]))
     backend = get_backend(f"replay:{journal.path}")
     got = [backend.complete(MESSAGES) for _ in range(3)]
     assert [c.text for c in got] == ["code one", "reflection one", "code two"]

@@ -202,3 +202,14 @@ def test_every_call_gets_its_own_seed(tmp_path):
                                    iterations=2)
     seeds = [call.options["seed"] for call in backend.history]
     assert len(set(seeds)) == len(seeds) == 3
+
+
+def test_a_journal_replays_into_the_same_run(tmp_path):
+    broken = good_script().replace("TARGET = 'cultivar'", "TARGET = 'cultivarr'", 1)
+    first, _ = run_scripted(tmp_path, [broken, REFLECTION, good_script()])
+    replayed = run(WINE, config=RunConfig(out_dir=tmp_path / "again", iterations=2, timeout=60,
+                                          model=f"replay:{first.run_dir / 'journal.jsonl'}"))
+    a, b = journal_records(first.run_dir), journal_records(replayed.run_dir)
+    assert [(r["code"], r["valid"], r["score"], r["reflection"]) for r in a] == \
+           [(r["code"], r["valid"], r["score"], r["reflection"]) for r in b]
+    assert replayed.test_score is None and replayed.final_valid

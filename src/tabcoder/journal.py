@@ -23,6 +23,7 @@ class LLMCall:
     """One call to the model: what it was for, and its cost."""
 
     purpose: str  # "code" | "reflection"
+    about: int  # index of the attempt the call wrote (code) or reflected on (reflection)
     prompt_tokens: int
     completion_tokens: int
     seconds: float

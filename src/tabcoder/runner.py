@@ -125,7 +125,7 @@ def new_run_dir(out_dir: Path, task_name: str, now: datetime | None = None) -> P
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in ("tabcoder", "pandas", "numpy", "scikit-learn", "llama-cpp-python", "openai"):
+    for name in ("tabcoder", "pandas", "numpy", "scikit-learn", "scipy", "llama-cpp-python"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -48,15 +48,18 @@ def _is_attempt(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("index"), int) and isinstance(obj.get("response"), str)
 
 
-def _records_from_attempt(attempt: dict[str, Any]) -> list[dict[str, Any]]:
-    """The model replies of one journal attempt, in call order, with each call's recorded cost."""
-    texts = {"code": attempt["response"], "reflection": attempt.get("reflection")}
+def _records_from_attempt(attempt: dict[str, Any], attempts: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model replies made during one journal attempt's step, in call order, with their recorded cost.
+    A reflection call's text is stored on the attempt it reflected on (`about`)."""
     calls = [c for c in attempt.get("calls") or [] if isinstance(c, dict)] or [{"purpose": "code"}]
     out = []
     for call in calls:
-        text = texts.get(call.get("purpose", "code"))
+        if call.get("purpose", "code") == "reflection":
+            text = attempts.get(call.get("about"), attempt).get("reflection")
+        else:
+            text = attempt["response"]
         if isinstance(text, str):
-            out.append({**{k: v for k, v in call.items() if k != "purpose"}, "text": text})
+            out.append({**{k: v for k, v in call.items() if k not in ("purpose", "about")}, "text": text})
     return out
 
 
@@ -85,7 +88,7 @@ def load_recorded(path: Path) -> list[dict[str, Any]]:
         if record is not None:
             records.append(record)
     if attempts:  # a run journal: its attempts define the order
-        records = [r for index in sorted(attempts) for r in _records_from_attempt(attempts[index])]
+        records = [r for index in sorted(attempts) for r in _records_from_attempt(attempts[index], attempts)]
     if not records:
         raise BackendError(
             f"replay file {path} holds no responses (expected JSONL lines with \"text\" "

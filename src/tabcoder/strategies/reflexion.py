@@ -88,7 +88,7 @@ class Reflexion:
                                            reflections=self._memory(journal), history=self._history(journal),
                                            idea=idea)
         self.on_event("attempt_start", {"index": index, "kind": kind, "parent": parent})
-        completion = self._complete(messages, self.generation.get("max_tokens", 1536), "code", calls)
+        completion = self._complete(messages, self.generation.get("max_tokens", 1536), "code", index, calls)
         code = extract_code(completion.text)
         attempt = Attempt(index=index, parent=parent, kind=kind, messages=messages, response=completion.text,
                           code=code, calls=calls, started_at=started, idea=idea,
@@ -156,18 +156,18 @@ class Reflexion:
 
     def _reflect(self, base: Attempt, failed: bool, calls: list[LLMCall]) -> str:
         messages = self.builder.reflect(self._shown_code(base), base.feedback, failed=failed)
-        completion = self._complete(messages, self.reflection_tokens, "reflection", calls)
+        completion = self._complete(messages, self.reflection_tokens, "reflection", base.index, calls)
         text = completion.text.strip()
         self.on_event("reflection", {"index": base.index, "text": text})
         return text
 
-    def _complete(self, messages, max_tokens: int, purpose: str, calls: list[LLMCall]) -> Completion:
+    def _complete(self, messages, max_tokens: int, purpose: str, about: int, calls: list[LLMCall]) -> Completion:
         options = {k: v for k, v in self.generation.items() if k != "max_tokens"}
         if options.get("seed") is not None:  # a new sample for every call, reproducible from the run's seed
             self._calls_made += 1
             options["seed"] = options["seed"] + self._calls_made
         completion = self.backend.complete(messages, max_tokens=max_tokens, **options)
-        calls.append(LLMCall(purpose=purpose, prompt_tokens=completion.prompt_tokens,
+        calls.append(LLMCall(purpose=purpose, about=about, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens, seconds=completion.seconds,
                              prompt_seconds=completion.prompt_seconds,
                              cached_prompt_tokens=completion.cached_prompt_tokens,
