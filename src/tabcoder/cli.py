@@ -83,6 +83,8 @@ class Progress:
             status = f"valid, {attempt.score_value}" + (" (best)" if best is attempt else "")
         elif attempt.code is None:
             status = "no code in the answer"
+        elif attempt.duplicate_of is not None:
+            status = f"same script as attempt {attempt.duplicate_of}, not run again"
         elif attempt.timed_out:
             status = "timed out"
         elif attempt.exit_code not in (0, None):
