@@ -9,6 +9,7 @@ side by side in one process, alternating order, `--repeats` times; the ratio of 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -42,7 +43,9 @@ def bare_once(task, split, code, root: Path) -> float:
     workspace = prepare_workspace(root / "bare", train=split.fit, test=split.valid,
                                   sample_submission=split.sample_submission, description=task.description)
     (workspace / "solution.py").write_text(code)
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    # the same thread settings the sandbox gives generated code, so only the harness differs
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "NUMEXPR_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "solution.py"], cwd=workspace, check=True, capture_output=True, env=env)
     elapsed = time.perf_counter() - start

@@ -418,7 +418,7 @@ def test_list_models_covers_every_form(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("local:qwen2.5-coder-1.5b", "local:qwen2.5-coder-0.5b", "local:smollm2-135m",
                  "llamacpp:/path/to/model.gguf", "openai:<model>", "replay:<file.jsonl>"):
         assert name in statuses
-    assert "default" in statuses["local:qwen2.5-coder-1.5b"].detail
+    assert "default" in statuses["local:qwen2.5-coder-0.5b"].detail
     assert not statuses["openai:<model>"].usable and "OPENAI_API_KEY" in statuses["openai:<model>"].detail
     assert statuses["llamacpp:/path/to/model.gguf"].usable == HAS_LLAMA
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")

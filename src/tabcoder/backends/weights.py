@@ -25,7 +25,7 @@ from tabcoder.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-0.5b"
 LOCAL_EXTRA_FIX = "pip install 'tabcoder[local]'"
 _CHUNK = 8 << 20
 
