@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from tabcoder.config import PROMPT_STYLES, RunConfig
+from tabcoder.config import PROMPT_STYLES, STRATEGIES, RunConfig
 from tabcoder.errors import TabcoderError
 
 
@@ -138,6 +138,22 @@ def _print_result(result, as_json: bool) -> None:
 @click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum number of attempts.")
 @click.option("--time-budget", help="Stop starting new attempts after this long, e.g. 600, 10m, 1h.")
 @click.option("--token-budget", type=int, help="Stop after this many LLM tokens (prompt + completion).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=RunConfig.strategy, show_default=True,
+              help="reflexion: one line of attempts with reflections; tree: drafts, repairs and improvements.")
+@click.option("--policy", default=RunConfig.policy, show_default=True,
+              help="tree: which nodes to expand: greedy, ucb or ucb:<c> (exploration constant).")
+@click.option("--drafts", type=int, default=RunConfig.drafts, show_default=True,
+              help="tree: first drafts, each with a different modelling approach.")
+@click.option("--debug-depth", type=int, default=RunConfig.debug_depth, show_default=True,
+              help="tree: repairs in a row a failed node may get.")
+@click.option("--breadth", type=int, default=RunConfig.breadth, show_default=True,
+              help="tree: expansions planned per round after the drafts.")
+@click.option("--workers", type=int, default=RunConfig.workers, show_default=True,
+              help="Attempts evaluated at once while the model writes the next (tree search, fold checks).")
+@click.option("--confirm-folds", type=int, default=RunConfig.confirm_folds, show_default=True,
+              help="Re-score the best attempts on this many folds before choosing the final one (0 = off).")
+@click.option("--confirm-top", type=int, default=RunConfig.confirm_top, show_default=True,
+              help="How many of the best attempts are re-scored on folds.")
 @click.option("--timeout", default=str(int(RunConfig.timeout)), show_default=True, help="Time limit per attempt (seconds, or 5m).")
 @click.option("--temperature", type=float, default=RunConfig.temperature, show_default=True)
 @click.option("--top-p", type=float, default=RunConfig.top_p, show_default=True)
@@ -185,6 +201,15 @@ def models_command() -> None:
         mark = "yes" if status.usable else "no "
         click.echo(f"{mark}  {status.name:28s} {status.detail}")
 
+
+from tabcoder.cli_bench import bench_command, bench_report_command  # noqa: E402
+main.add_command(bench_command)
+main.add_command(bench_report_command)
+from tabcoder.cli_caafe import caafe_command  # noqa: E402
+main.add_command(caafe_command)
+from tabcoder.cli_search import report_command, resume_command  # noqa: E402
+main.add_command(resume_command)
+main.add_command(report_command)
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@ from pathlib import Path
 from tabcoder.errors import ConfigError
 
 PROMPT_STYLES = ("chat", "single")
-STRATEGIES = ("reflexion",)
+STRATEGIES = ("reflexion", "tree")
+POLICY_NAMES = ("greedy", "ucb")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
@@ -47,6 +48,15 @@ class RunConfig:
     prompt_style: str = "chat"
     use_description: bool = True
     show_example: bool = True
+    # tree search (strategy "tree") and parallel evaluation
+    drafts: int = 3
+    debug_depth: int = 2
+    breadth: int = 2
+    policy: str = "greedy"
+    workers: int = 1
+    # choosing the final solution: re-score the best candidates on K folds (0 = trust the split)
+    confirm_folds: int = 3
+    confirm_top: int = 3
     # sandbox
     timeout: float = 300.0
     memory_mb: int = 4096
@@ -88,6 +98,15 @@ class RunConfig:
             (self.memory_mb >= 256, f"--memory-mb must be at least 256 (got {self.memory_mb})."),
             (self.prompt_style in PROMPT_STYLES, f"--prompt-style must be one of {', '.join(PROMPT_STYLES)} (got {self.prompt_style!r})."),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})."),
+            (self.drafts >= 1, f"--drafts must be at least 1 (got {self.drafts})."),
+            (self.debug_depth >= 0, f"--debug-depth must be at least 0 (got {self.debug_depth})."),
+            (self.breadth >= 1, f"--breadth must be at least 1 (got {self.breadth})."),
+            (self.policy.split(":")[0].strip().lower() in POLICY_NAMES,
+             f"--policy must be one of greedy, ucb, ucb:<c> (got {self.policy!r})."),
+            (self.workers >= 1, f"--workers must be at least 1 (got {self.workers})."),
+            (self.confirm_folds == 0 or self.confirm_folds >= 2,
+             f"--confirm-folds must be 0 (off) or at least 2 (got {self.confirm_folds})."),
+            (self.confirm_top >= 2, f"--confirm-top must be at least 2 (got {self.confirm_top})."),
         ]
         for ok, message in checks:
             if not ok:

@@ -3,13 +3,19 @@
 A workspace is a folder holding `input/train.csv`, `input/test.csv`, `input/sample_submission.csv`,
 `input/description.md` and `solution.py`; the script must write `submission.csv` there.
 Failures caused by the script are results (feedback for the model); failures of the harness raise.
+
+`EvaluationPool` runs several evaluations at once (`--workers`): each evaluation is already its own
+sandboxed child process, so the pool's workers are threads that supervise those processes; nothing
+(task tables, sandbox) has to be pickled, and the model keeps generating in the main thread meanwhile.
 """
 
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pandas as pd
 
@@ -19,6 +25,8 @@ from tabcoder.task import Task
 
 SCRIPT_NAME = "solution.py"
 SUBMISSION_NAME = "submission.csv"
+
+T = TypeVar("T")
 
 
 def prepare_workspace(directory: Path, *, train: pd.DataFrame, test: pd.DataFrame,
@@ -91,3 +99,34 @@ def feedback_for(evaluation: Evaluation, *, timeout: float, memory_mb: int, best
     if best:
         text += f" Best so far: {best}."
     return text
+
+
+class EvaluationPool:
+    """Runs evaluations up to `workers` at a time. With one worker, `submit` runs the call at once in the
+    caller's thread (a serial run), and returns an already finished future, so callers never branch."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="tabcoder-eval") if self.workers > 1 else None
+
+    def submit(self, fn: Callable[..., T], *args, **kwargs) -> Future:
+        if self._executor is not None:
+            return self._executor.submit(fn, *args, **kwargs)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed to whoever reads the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        """Wait for running evaluations and stop the workers. Safe to call twice."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> "EvaluationPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

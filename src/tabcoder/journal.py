@@ -1,11 +1,18 @@
 """The journal: one JSON-serialisable record per attempt, appended to `journal.jsonl` as it happens.
 
-Each record is a complete line written with a single `write` and fsynced, so an interrupted run leaves
-at worst a truncated last line, which `Journal.load` skips.
+Each record is a complete line written with one `write` loop and fsynced, so a crash (kill -9, power
+loss) leaves at worst a truncated last line. `Journal.load` skips unreadable lines, and with
+`repair=True` (what `resume` uses) cuts a truncated tail off the file before new lines are appended.
+
+An attempt is written twice: once *pending*, as soon as the model has written its script (so an
+interrupted run never loses an LLM reply), and once complete, after it was run and graded. A later
+line for the same index replaces an earlier one; a pending record without a complete one is an
+attempt to evaluate again on resume, never to generate again.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import logging
@@ -57,10 +64,13 @@ class Attempt:
     problems: list[str] = field(default_factory=list)
     feedback: str = ""
     reflection: str | None = None
-    idea: str | None = None  # the single change an improvement step asked for
+    idea: str | None = None  # the approach a draft was asked for, or the single change an improvement made
     duplicate_of: int | None = None  # set when the script repeats an earlier attempt (then it is not run)
     calls: list[LLMCall] = field(default_factory=list)
-    started_at: float = 0.0
+    started_at: float = 0.0  # seconds since the run started (a resumed run keeps counting)
+    finished_at: float | None = None  # seconds since the run started, when the record was completed
+    round: int | None = None  # tree search: the round whose plan made this attempt
+    pending: bool = False  # written before evaluation; a complete record follows
 
     @property
     def score_value(self) -> Score:
@@ -80,20 +90,37 @@ class Attempt:
     @classmethod
     def from_dict(cls, data: dict) -> "Attempt":
         data = dict(data)
-        data["calls"] = [LLMCall(**c) for c in data.get("calls", [])]
+        call_fields = {f.name for f in dataclasses.fields(LLMCall)}
+        # journals written before calls named their attempt (`about`) default to the attempt's own index
+        data["calls"] = [LLMCall(**{"about": data.get("index", 0), **{k: v for k, v in c.items() if k in call_fields}})
+                         for c in data.get("calls", [])]
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Journal:
-    """Attempts of one run, in order, mirrored to an append-only JSONL file."""
+    """Attempts of one run, in index order, mirrored to an append-only JSONL file.
+
+    `attempts` holds complete attempts; `pending` those whose script is written but not yet graded.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self.attempts: list[Attempt] = []
+        self.pending: dict[int, Attempt] = {}
+
+    def begin(self, attempt: Attempt) -> None:
+        """Record an attempt whose script exists but has not been run and graded yet."""
+        attempt.pending = True
+        self.pending[attempt.index] = attempt
+        if self.path is not None:
+            self._write_line(attempt.to_dict())
 
     def append(self, attempt: Attempt) -> None:
-        self.attempts.append(attempt)
+        """Record a complete attempt (kept in index order, whatever order attempts complete in)."""
+        attempt.pending = False
+        self.pending.pop(attempt.index, None)
+        bisect.insort(self.attempts, attempt, key=lambda a: a.index)
         if self.path is not None:
             self._write_line(attempt.to_dict())
 
@@ -103,28 +130,40 @@ class Journal:
             self._write_line(attempt.to_dict())
 
     def _write_line(self, record: dict) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
 
     @classmethod
-    def load(cls, path: Path) -> "Journal":
+    def load(cls, path: Path, *, repair: bool = False) -> "Journal":
+        """Read a journal; the last line per index wins. `repair=True` first cuts an unfinished last line
+        off the file (a crash mid-write), so lines appended afterwards start on a line of their own."""
+        path = Path(path)
+        if repair:
+            cut_unfinished_line(path)
         journal = cls(path)
         by_index: dict[int, Attempt] = {}
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 attempt = Attempt.from_dict(json.loads(line))
-            except (json.JSONDecodeError, TypeError) as exc:
+            except (json.JSONDecodeError, TypeError, KeyError) as exc:
                 log.warning("skipping unreadable journal line %d of %s: %s", number, path, exc)
                 continue
             by_index[attempt.index] = attempt
-        journal.attempts = [by_index[i] for i in sorted(by_index)]
+        for index in sorted(by_index):
+            attempt = by_index[index]
+            if attempt.pending:
+                journal.pending[index] = attempt
+            else:
+                journal.attempts.append(attempt)
         return journal
 
     def best(self) -> Attempt | None:
@@ -138,6 +177,52 @@ class Journal:
                 best = attempt
         return best
 
+    def get(self, index: int) -> Attempt | None:
+        for attempt in self.attempts:
+            if attempt.index == index:
+                return attempt
+        return self.pending.get(index)
+
+    @property
+    def started(self) -> int:
+        """Attempts begun so far: complete plus pending."""
+        return len(self.attempts) + len(self.pending)
+
+    @property
+    def next_index(self) -> int:
+        return max([a.index for a in self.attempts] + list(self.pending) + [0]) + 1
+
     @property
     def tokens(self) -> int:
-        return sum(a.tokens for a in self.attempts)
+        return sum(a.tokens for a in self.attempts) + sum(a.tokens for a in self.pending.values())
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of the run that the journal accounts for (the latest start or finish it records)."""
+        times = [a.finished_at or 0.0 for a in self.attempts] + [a.started_at for a in self.attempts]
+        times += [a.started_at for a in self.pending.values()]
+        return max(times + [0.0])
+
+    def calls_made(self) -> int:
+        """LLM calls the run has made, as far as the journal knows: every recorded call, plus reflections
+        stored on an attempt whose call record was lost with an interrupted step."""
+        everything = self.attempts + list(self.pending.values())
+        recorded = sum(len(a.calls) for a in everything)
+        reflected_on = {c.about for a in everything for c in a.calls if c.purpose == "reflection"}
+        orphans = sum(1 for a in self.attempts if a.reflection is not None and a.index not in reflected_on)
+        return recorded + orphans
+
+
+def cut_unfinished_line(path: Path) -> int:
+    """Truncate `path` after its last newline; returns the number of bytes cut (0 for a clean file)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    log.warning("journal %s ends with an unfinished line (%d bytes): cutting it off", path, len(data) - keep)
+    with open(path, "r+b") as handle:
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return len(data) - keep

@@ -55,6 +55,59 @@ METRIC_IDEAS: dict[str, str] = {
     "mae": "If the target is positive and skewed, train on numpy.log1p(target) and predict numpy.expm1(prediction).",
 }
 
+@dataclass(frozen=True)
+class Approach:
+    """A model family a tree-search draft is asked to use: `estimator` is the constructor call to write."""
+
+    label: str  # short name, shown to the other drafts: "a linear model"
+    module: str  # where the class is imported from: "sklearn.linear_model"
+    estimator: str  # "LogisticRegression(max_iter=2000)"
+    note: str = ""  # what else the family needs
+    package: str | None = None  # a package that must be installed for it
+
+    @property
+    def class_name(self) -> str:
+        return self.estimator.split("(", 1)[0]
+
+    def __str__(self) -> str:
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.label}: {self.module}.{self.estimator}{note}"
+
+
+#: Model families for drafts, strongest first; each draft is asked for a different one.
+DRAFT_APPROACHES: dict[str, list[Approach]] = {
+    "classification": [
+        Approach("gradient boosting", "sklearn.ensemble",
+                 "HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)"),
+        Approach("a random forest", "sklearn.ensemble",
+                 "RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=0)"),
+        Approach("a linear model", "sklearn.linear_model", "LogisticRegression(max_iter=2000)",
+                 "add sklearn.preprocessing.StandardScaler() after the numeric imputer"),
+        Approach("LightGBM", "lightgbm", "LGBMClassifier(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
+                 package="lightgbm"),
+        Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTreesClassifier(n_estimators=300, random_state=0)"),
+    ],
+    "regression": [
+        Approach("gradient boosting", "sklearn.ensemble",
+                 "HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)"),
+        Approach("a random forest", "sklearn.ensemble",
+                 "RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=0)"),
+        Approach("a linear model", "sklearn.linear_model", "RidgeCV(alphas=[0.1, 1.0, 10.0, 100.0])",
+                 "add sklearn.preprocessing.StandardScaler() after the numeric imputer"),
+        Approach("LightGBM", "lightgbm", "LGBMRegressor(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
+                 package="lightgbm"),
+        Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTreesRegressor(n_estimators=300, random_state=0)"),
+    ],
+}
+#: The model of the example script (prompts/example.py.j2), which a draft replaces.
+EXAMPLE_MODEL = "{estimator}(n_estimators=200, random_state=0)"
+
+
+def approach_label(approach: str) -> str:
+    """The short name of a draft approach ("gradient boosting: ..." -> "gradient boosting")."""
+    return approach.split(":", 1)[0].strip()
+
+
 _CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 
 
@@ -116,11 +169,13 @@ class PromptBuilder:
             return "binary_proba" if self.task.task_type == "binary" else "multiclass_proba"
         return "label"
 
+    def _example_estimator(self) -> str:
+        return "RandomForestRegressor" if self.task.task_type == "regression" else "RandomForestClassifier"
+
     def example(self) -> str:
-        regression = self.task.task_type == "regression"
         return self._render(
             "example.py.j2",
-            estimator="RandomForestRegressor" if regression else "RandomForestClassifier",
+            estimator=self._example_estimator(),
             target=repr(self.task.target),
             id_column=repr(self.task.id_column),
             positive_label=repr(_python_value(self.task.positive_label)),
@@ -164,6 +219,36 @@ class PromptBuilder:
         ask = self._render("revise.j2", feedback=feedback, failed=failed, reflections=reflections,
                            history=history, idea=idea)
         return self._messages(self.task_text, code, ask)
+
+    # -- the calls of a tree search ------------------------------------------------------------------
+    def draft_with(self, approach: Approach, earlier: list[str]) -> Messages:
+        """A draft asked for one modelling `approach` (as a swap of the example's model when the example is
+        shown), told which approaches the `earlier` drafts use."""
+        replaced = EXAMPLE_MODEL.format(estimator=self._example_estimator()) if self.show_example else None
+        ask = self._render("draft.j2", approach=approach, replaced=replaced, earlier=list(earlier))
+        return self._messages(self.task_text, None, ask)
+
+    def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str) -> Messages:
+        """Ask for the smallest fix of a failed script."""
+        ask = self._render("debug.j2", feedback=feedback, reflection=reflection, memory=memory)
+        return self._messages(self.task_text, code, ask)
+
+    def improve(self, code: str, feedback: str, *, idea: str | None, memory: str, tried: list[str] = ()) -> Messages:
+        """Ask for one atomic change to a working script: `idea`, or without one a change of the model's
+        own choice other than those `tried` on this script already."""
+        ask = self._render("improve.j2", feedback=feedback, idea=idea, memory=memory, tried=list(tried),
+                           metric=self.task.metric_spec)
+        return self._messages(self.task_text, code, ask)
+
+    def memory(self, lines: list[str], best: str | None) -> str:
+        """The bounded summary of earlier attempts shown with a debug or improvement step."""
+        return self._render("memory.j2", lines=lines, best=best, metric=self.task.metric_spec)
+
+    def approaches(self) -> list[Approach]:
+        """Modelling approaches for drafts, strongest first, only those whose package is installed."""
+        kind = "regression" if self.task.task_type == "regression" else "classification"
+        installed = {line.split()[0] for line in installed_packages()}
+        return [a for a in DRAFT_APPROACHES[kind] if a.package is None or a.package in installed]
 
     def ideas(self) -> list[str]:
         """The single changes an improvement step proposes, in order."""

@@ -1,0 +1,206 @@
+"""One cell of a benchmark: a task x system (model + strategy, or a baseline) x seed, and how it runs.
+
+Scope: `BenchSettings` (what `tabcoder bench` was asked for), `CellSpec` (one cell, picklable, so a
+process pool or a Ray worker can run it), `plan_cells` (the full matrix, baselines included), and
+`run_cell` (a cell run in whatever process the executor chose: `runner.run` for an LLM cell,
+`baselines.run_baseline` for a baseline) returning a `CellOutcome`. A cell's identity - its key - is its
+suite, task, system, seed and a hash of the settings that change its result and differ from RunConfig's
+defaults, so a changed budget is a new cell while a changed server URL, or an option given at its default,
+is not. (The task settings pinned by a suite's meta.json are not in
+the hash: after changing them, start a new results file.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import re
+import traceback
+from dataclasses import MISSING, dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+
+from tabcoder.bench.store import CellResult
+from tabcoder.config import RunConfig
+from tabcoder.bench.suite import Suite
+from tabcoder.errors import TabcoderError
+
+log = logging.getLogger(__name__)
+
+LLM, BASELINE = "llm", "baseline"
+# RunConfig fields that decide where or how fast a cell runs, not what it produces: left out of its key.
+_INFRASTRUCTURE = frozenset({"base_url", "out_dir", "threads"})
+_EXTRA_VERSIONS = ("flaml", "lightgbm", "xgboost", "xgboost-cpu", "ray")
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+_MISSING = object()
+
+
+@dataclass
+class BenchSettings:
+    """The matrix a bench runs. `run_options` are RunConfig fields shared by every LLM cell (iterations,
+    time_budget, timeout, threads, base_url, ...); baselines use valid_fraction, threads and time_budget."""
+
+    models: list[str]
+    strategies: list[str]
+    seeds: int = 1
+    baselines: list[str] = field(default_factory=lambda: ["dummy", "hgb", "flaml"])
+    run_options: dict = field(default_factory=dict)
+    out_dir: Path = Path("bench-runs")
+    baseline_seconds: float | None = None  # FLAML's budget when run_options has no time_budget
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "x"
+
+
+@dataclass
+class CellSpec:
+    suite: str
+    task: str
+    task_path: str
+    answers_path: str
+    overrides: dict  # task settings pinned by the suite's meta.json
+    kind: str  # LLM | BASELINE
+    model: str  # model string, or the baseline's name
+    strategy: str  # "" for a baseline
+    seed: int
+    config: dict  # RunConfig fields (LLM) or baseline settings
+    out_dir: str
+
+    @property
+    def system(self) -> str:
+        return f"{self.model}/{self.strategy}" if self.kind == LLM else self.model
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the settings that change the result and differ from RunConfig's defaults (so a new
+        option, or an option given at its default value, keeps the keys of finished cells)."""
+        relevant = {k: v for k, v in self.config.items()
+                    if k not in _INFRASTRUCTURE and _DEFAULTS.get(k, _MISSING) != v}
+        text = json.dumps([self.kind, self.model, self.strategy, relevant], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite}/{self.task}/{self.system}/seed={self.seed}/{self.config_hash}"
+
+    @property
+    def cell_dir(self) -> Path:
+        """The folder that receives this cell's run folders (a re-run adds a new one beside the old)."""
+        return (Path(self.out_dir) / _slug(self.suite) / _slug(self.task) / _slug(self.system)
+                / f"seed{self.seed}-{self.config_hash}")
+
+    def identity(self) -> dict:
+        return {"key": self.key, "suite": self.suite, "task": self.task, "kind": self.kind, "model": self.model,
+                "strategy": self.strategy, "seed": self.seed, "config_hash": self.config_hash,
+                "config": {**self.config, "overrides": self.overrides}}
+
+
+def _baseline_config(name: str, settings: BenchSettings) -> dict:
+    config = {"valid_fraction": settings.run_options.get("valid_fraction", 0.2),
+              "threads": settings.run_options.get("threads", 1)}
+    if name == "flaml":
+        config["time_budget"] = settings.run_options.get("time_budget") or settings.baseline_seconds
+    return config
+
+
+def plan_cells(suite: Suite, settings: BenchSettings) -> list[CellSpec]:
+    """Every cell: for each task and seed, the baselines, then each model x strategy."""
+    cells = []
+    for task in suite.tasks:
+        # absolute paths: a Ray worker does not share the driver's working directory
+        common = {"suite": suite.name, "task": task.name, "task_path": str(Path(task.path).resolve()),
+                  "answers_path": str(Path(task.answers).resolve()), "overrides": dict(task.overrides),
+                  "out_dir": str(Path(settings.out_dir).resolve())}
+        for seed in range(settings.seeds):
+            for name in settings.baselines:
+                cells.append(CellSpec(**common, kind=BASELINE, model=name, strategy="", seed=seed,
+                                      config=_baseline_config(name, settings)))
+            for model in settings.models:
+                for strategy in settings.strategies:
+                    cells.append(CellSpec(**common, kind=LLM, model=model, strategy=strategy, seed=seed,
+                                          config=dict(settings.run_options)))
+    return cells
+
+
+# =========================================================================== running a cell
+
+
+@dataclass
+class CellOutcome(CellResult):
+    """What a cell produced, as returned by a worker. `status`: done | error | interrupted (the run was
+    stopped by Ctrl-C: the bench puts the cell back to pending)."""
+
+    status: str = "done"
+
+    @classmethod
+    def failure(cls, message: str) -> CellOutcome:
+        return cls(status="error", error=message, host=platform.node())
+
+
+def _versions(kind: str, model: str) -> str:
+    from tabcoder.runner import versions
+
+    found = versions()
+    if kind == BASELINE:
+        for name in _EXTRA_VERSIONS:
+            try:
+                found[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+    return json.dumps(found, sort_keys=True)
+
+
+def _run_llm(spec: CellSpec) -> CellOutcome:
+    from tabcoder.config import RunConfig
+    from tabcoder.runner import run
+
+    config = RunConfig(**{**spec.config, **spec.overrides}, model=spec.model, strategy=spec.strategy, seed=spec.seed,
+                       answers=Path(spec.answers_path), out_dir=spec.cell_dir)
+    result = run(spec.task_path, config=config)
+    code = result.best.code if result.best is not None else None
+    return CellOutcome(
+        status="interrupted" if result.stop_reason == "interrupted" else "done",
+        metric=result.task.metric, greater_is_better=result.validation_score.greater_is_better,
+        validation_score=result.validation_score.value,
+        test_score=None if result.test_score is None else result.test_score.value, valid=result.final_valid,
+        attempts=result.attempts, valid_attempts=result.valid_attempts, tokens=result.tokens,
+        seconds=round(result.seconds, 2), stop_reason=result.stop_reason, run_dir=str(result.run_dir),
+        code=code, code_sha256=None if code is None else hashlib.sha256(code.encode()).hexdigest())
+
+
+def _run_baseline(spec: CellSpec) -> CellOutcome:
+    from tabcoder.bench.baselines import run_baseline
+    from tabcoder.config import RunConfig
+    from tabcoder.runner import load_answers, new_run_dir, resolve_task
+
+    task = resolve_task(spec.task_path, RunConfig(**spec.overrides))
+    answers = load_answers(Path(spec.answers_path), task)
+    run_dir = new_run_dir(spec.cell_dir, task.name)
+    result = run_baseline(spec.model, task, run_dir=run_dir, seed=spec.seed, answers=answers,
+                          valid_fraction=spec.config["valid_fraction"], seconds=spec.config.get("time_budget"),
+                          threads=spec.config.get("threads", 1))
+    return CellOutcome(
+        status="done", metric=task.metric, greater_is_better=task.metric_spec.greater_is_better,
+        validation_score=result.validation.score.value,
+        test_score=None if result.test_score is None else result.test_score.value, valid=result.valid,
+        attempts=1, valid_attempts=int(result.validation.valid), tokens=0, seconds=round(result.seconds, 2),
+        stop_reason="baseline", run_dir=str(run_dir))
+
+
+def run_cell(spec: CellSpec) -> CellOutcome:
+    """Run one cell here and now. Harness failures (a typed error, or a crash) become an `error` outcome;
+    Ctrl-C outside the search loop propagates."""
+    try:
+        outcome = _run_llm(spec) if spec.kind == LLM else _run_baseline(spec)
+    except TabcoderError as exc:
+        outcome = CellOutcome.failure(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a crash in one cell must not stop the bench
+        log.exception("cell %s crashed", spec.key)
+        lines = traceback.format_exception(exc)
+        outcome = CellOutcome.failure(f"{type(exc).__name__}: {exc}\n{''.join(lines)[-2000:]}")
+    outcome.versions_json = _versions(spec.kind, spec.model)
+    outcome.host = platform.node()
+    return outcome

@@ -1,0 +1,149 @@
+"""Run a benchmark matrix into a results file, resumably.
+
+Scope: `check_settings` (bad input is a typed error before anything runs: unknown strategy, model,
+baseline or seed count), and `run_bench`: plan every cell, add the new ones to the store, put the cells
+a killed bench left `running` back to `pending`, skip every `done` cell, and hand the rest to an
+executor, recording each outcome as it arrives. Only this process writes the store, under its lock.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabcoder import config as run_config
+from tabcoder.backends.base import get_backend, valid_forms
+from tabcoder.bench.baselines import BASELINES, unavailable_reason
+from tabcoder.bench.cells import BASELINE, BenchSettings, CellOutcome, CellSpec, plan_cells, run_cell
+from tabcoder.bench.executors import Executor
+from tabcoder.bench.store import BenchLock, ResultStore
+from tabcoder.bench.suite import Suite
+from tabcoder.errors import BackendError, ConfigError
+
+EventHandler = Callable[[str, dict], None]
+
+
+# =========================================================================== validation
+
+
+def check_model(model: str, base_url: str | None = None) -> None:
+    """Raise BackendError when `model` cannot name a backend here, without loading any weights."""
+    scheme, _, rest = model.strip().partition(":")
+    schemes = {form.partition(":")[0] for form in valid_forms()}
+    if scheme not in schemes:
+        raise BackendError(f"unknown model {model!r}; valid forms: {', '.join(valid_forms())}")
+    if scheme == "local":
+        from tabcoder.backends.llamacpp import llama_cpp_status
+        from tabcoder.backends.weights import DEFAULT_LOCAL_MODEL, packaged_model
+
+        packaged_model(rest or DEFAULT_LOCAL_MODEL)
+        usable, why = llama_cpp_status()
+        if not usable:
+            raise BackendError(f"model {model!r}: {why}")
+    elif scheme == "llamacpp":
+        if not rest or not Path(rest).expanduser().is_file():
+            raise BackendError(f"model {model!r}: GGUF file not found; write llamacpp:/path/to/model.gguf")
+    else:  # replay, openai, ...: building the backend is cheap and checks the string
+        get_backend(model, base_url=base_url).close()
+
+
+def check_settings(settings: BenchSettings) -> None:
+    """Typed errors (exit 2 in the CLI) for a matrix that cannot run."""
+    strategies = run_config.STRATEGIES  # read now: strategies are added over time
+    unknown = [s for s in settings.strategies if s not in strategies]
+    if unknown:
+        raise ConfigError(f"unknown strategy {', '.join(unknown)}; available: {', '.join(strategies)}")
+    for name in settings.baselines:
+        if name not in BASELINES:
+            raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}, or none")
+    if settings.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {settings.seeds})")
+    if not settings.models and not settings.baselines:
+        raise ConfigError("nothing to run: give --models, or keep at least one baseline")
+    for model in settings.models:
+        check_model(model, settings.run_options.get("base_url"))
+    run_config.RunConfig(**settings.run_options)  # bad budgets, timeouts, ... fail here, not in every cell
+
+
+# =========================================================================== the bench
+
+
+@dataclass
+class BenchSummary:
+    db: Path
+    bench_id: int
+    cells: int
+    already_done: int
+    interrupted: int
+    ran: int = 0
+    errors: int = 0
+    skipped: dict = field(default_factory=dict)  # baseline -> why it did not run
+
+
+def _skip_unavailable(store: ResultStore, todo: list[CellSpec], skipped: dict) -> list[CellSpec]:
+    """Record baselines whose extra is missing as `skipped` (re-tried by the next bench); the rest runs."""
+    runnable = []
+    for spec in todo:
+        reason = skipped.get(spec.model) if spec.kind == BASELINE else None
+        if reason:
+            store.record(spec.key, "skipped", {"error": reason})
+        else:
+            runnable.append(spec)
+    return runnable
+
+
+def _as_outcome(result) -> CellOutcome:
+    if isinstance(result, CellOutcome):
+        return result
+    return CellOutcome.failure(f"the executor lost the cell: {type(result).__name__}: {result}")
+
+
+def _start(store: ResultStore, cells: list[CellSpec], skipped: dict, executor: Executor, command: str,
+           db: Path) -> tuple[BenchSummary, list[CellSpec]]:
+    """Record the plan and this bench; returns the summary so far and the cells to run."""
+    store.add_cells(spec.identity() for spec in cells)
+    interrupted = store.reset_interrupted()
+    status = store.status_of(spec.key for spec in cells)
+    todo = [spec for spec in cells if status.get(spec.key) != "done"]
+    bench_id = store.start_bench(command=command, executor=executor.name, workers=executor.workers,
+                                 host=platform.node(), interrupted=interrupted)
+    summary = BenchSummary(Path(db), bench_id, len(cells), len(cells) - len(todo), interrupted, skipped=skipped)
+    return summary, _skip_unavailable(store, todo, skipped)
+
+
+def _drive(store: ResultStore, summary: BenchSummary, runnable: list[CellSpec], executor: Executor,
+           emit: EventHandler) -> None:
+    """Hand the cells to the executor and record each outcome as it arrives."""
+
+    def submitted(spec: CellSpec) -> None:
+        store.mark_running(spec.key, summary.bench_id)
+
+    for spec, result in executor.map_unordered(run_cell, runnable, submitted):
+        outcome = _as_outcome(result)
+        if outcome.status == "interrupted":
+            store.record(spec.key, "pending", {})
+            raise KeyboardInterrupt
+        store.record(spec.key, outcome.status, outcome)
+        summary.ran += 1
+        summary.errors += outcome.status == "error"
+        emit("cell_end", {"spec": spec, "outcome": outcome, "finished": summary.ran, "todo": len(runnable)})
+
+
+def run_bench(suite: Suite, settings: BenchSettings, db: Path, executor: Executor, *, command: str = "",
+              on_event: EventHandler | None = None) -> BenchSummary:
+    """Run every cell of the matrix that is not `done` in `db`; returns what happened."""
+    emit = on_event or (lambda kind, data: None)
+    check_settings(settings)
+    cells = plan_cells(suite, settings)
+    skipped = {name: why for name in settings.baselines if (why := unavailable_reason(name))}
+    with BenchLock(db), ResultStore(db) as store:
+        summary, runnable = _start(store, cells, skipped, executor, command, db)
+        emit("bench_start", {"summary": summary, "todo": len(runnable)})
+        try:
+            _drive(store, summary, runnable, executor, emit)
+        finally:
+            store.finish_bench(summary.bench_id)
+    emit("bench_end", {"summary": summary})
+    return summary

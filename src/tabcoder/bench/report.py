@@ -1,0 +1,222 @@
+"""Aggregate a results file into per-task and per-system tables.
+
+Scope: the normalised score (score - dummy) / (reference - dummy), where dummy and reference are the
+`dummy` and `hgb` baselines of the same suite, task and seed; ranks of all systems within each
+task x seed; per-task and per-system summaries; and the plain-text (Markdown) tables. Plots live in
+`bench.html`.
+
+Conventions, chosen so that every number has one meaning whatever the metric's direction:
+- Differences are taken as *gains*: `score - dummy` when greater is better, `dummy - score` when lower is
+  better. normalised = gain(score) / gain(reference): 0 is the dummy, 1 the reference, above 1 better.
+- When the reference is not better than the dummy (gain <= 0) the normalised score is undefined (None),
+  and so it is when either baseline is missing.
+- A cell without a valid final submission counts as normalised 0 (what submitting the dummy gives) and
+  ranks last; the valid rate is reported beside it.
+- Ranks: 1 is best; ties share their mean rank.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tabcoder.bench.store import CellRow
+
+DUMMY, REFERENCE = "dummy", "hgb"
+
+
+def gain(value: float, base: float, greater_is_better: bool) -> float:
+    """How much better `value` is than `base` (negative when worse), in the metric's units."""
+    return value - base if greater_is_better else base - value
+
+
+def normalised_score(score: float | None, dummy: float | None, reference: float | None,
+                     greater_is_better: bool) -> float | None:
+    """(score - dummy) / (reference - dummy), direction-aware; None when undefined; 0 for a failed cell."""
+    if dummy is None or reference is None:
+        return None
+    scale = gain(reference, dummy, greater_is_better)
+    if not scale > 0:
+        return None
+    if score is None:
+        return 0.0
+    return gain(score, dummy, greater_is_better) / scale
+
+
+def average_ranks(scores: list[float | None], greater_is_better: bool) -> list[float]:
+    """Rank 1 = best; None (no valid submission) ranks after every number; ties share their mean rank."""
+    worst = float("-inf")
+    keys = [worst if s is None else (s if greater_is_better else -s) for s in scores]
+    order = sorted(range(len(keys)), key=lambda i: keys[i], reverse=True)
+    ranks = [0.0] * len(keys)
+    position = 0
+    while position < len(order):
+        end = position
+        while end + 1 < len(order) and keys[order[end + 1]] == keys[order[position]]:
+            end += 1
+        shared = (position + end) / 2 + 1
+        for i in order[position:end + 1]:
+            ranks[i] = shared
+        position = end + 1
+    return ranks
+
+
+@dataclass
+class ScoredCell:
+    """A finished cell with the numbers the report needs."""
+
+    row: CellRow
+    system: str
+    task: str  # the task's name, `suite/task` when the file holds several suites
+    test: float | None  # None when there is no valid final submission
+    normalised: float | None
+    rank: float
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.row.valid) and self.test is not None
+
+
+@dataclass
+class Summary:
+    """Means over a group of cells (one system, optionally one task)."""
+
+    system: str
+    kind: str
+    task: str | None
+    metric: str | None
+    greater_is_better: bool
+    cells: int
+    valid_rate: float
+    test: float | None  # mean test score over valid cells
+    validation: float | None  # mean validation score over cells that have one
+    normalised: float | None  # mean over cells where it is defined
+    rank: float
+    seconds: float
+    tokens: float
+
+
+@dataclass
+class Report:
+    cells: list[ScoredCell]
+    systems: list[Summary]  # aggregated over every task, best mean rank first
+    tasks: list[Summary]  # one per task x system
+    notes: list[str]
+
+    @property
+    def task_names(self) -> list[str]:
+        return sorted({c.task for c in self.cells})
+
+    @property
+    def system_names(self) -> list[str]:
+        return [s.system for s in self.systems]
+
+
+def _labels(rows: list[CellRow]) -> dict[str, str]:
+    """System label per key: `system`, plus `@<config hash>` when one system was run with several configs."""
+    hashes = defaultdict(set)
+    for row in rows:
+        hashes[row.system].add(row.config_hash)
+    return {row.key: row.system if len(hashes[row.system]) == 1 else f"{row.system}@{row.config_hash[:6]}"
+            for row in rows}
+
+
+def _baseline_score(group: list[CellRow], name: str) -> float | None:
+    found = [r for r in group if r.kind == "baseline" and r.model == name and r.valid]
+    return found[0].test_score if found else None
+
+
+def _score_group(group: list[CellRow], labels: dict[str, str], task: str) -> list[ScoredCell]:
+    greater = bool(group[0].greater_is_better)
+    dummy, reference = _baseline_score(group, DUMMY), _baseline_score(group, REFERENCE)
+    tests = [r.test_score if r.valid else None for r in group]
+    ranks = average_ranks(tests, greater)
+    return [ScoredCell(row, labels[row.key], task, test, normalised_score(test, dummy, reference, greater), rank)
+            for row, test, rank in zip(group, tests, ranks)]
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _summarise(cells: list[ScoredCell], task: str | None) -> Summary:
+    first = cells[0]
+    return Summary(
+        system=first.system, kind=first.row.kind, task=task, metric=first.row.metric if task else None,
+        greater_is_better=bool(first.row.greater_is_better),
+        cells=len(cells), valid_rate=sum(c.valid for c in cells) / len(cells),
+        test=_mean(c.test for c in cells), validation=_mean(c.row.validation_score for c in cells),
+        normalised=_mean(c.normalised for c in cells), rank=statistics.fmean(c.rank for c in cells),
+        seconds=statistics.fmean(c.row.seconds or 0.0 for c in cells),
+        tokens=statistics.fmean(c.row.tokens or 0 for c in cells))
+
+
+def _grouped(cells: list[ScoredCell], key) -> dict:
+    groups = defaultdict(list)
+    for cell in cells:
+        groups[key(cell)].append(cell)
+    return groups
+
+
+def build_report(rows: list[CellRow]) -> Report:
+    """Score, rank and summarise the `done` rows (other statuses are counted in `notes`)."""
+    done = [r for r in rows if r.status == "done"]
+    notes = [f"{sum(r.status == s for r in rows)} cell(s) {s}" for s in ("pending", "running", "error", "skipped")
+             if any(r.status == s for r in rows)]
+    labels = _labels(done)
+    groups = defaultdict(list)
+    for row in done:
+        groups[(row.suite, row.task, row.seed)].append(row)
+    several_suites = len({suite for suite, _, _ in groups}) > 1
+    cells = [cell for key in sorted(groups)
+             for cell in _score_group(groups[key], labels, f"{key[0]}/{key[1]}" if several_suites else key[1])]
+    undefined = sorted({f"{c.task} (seed {c.row.seed})" for c in cells if c.normalised is None})
+    if undefined:
+        notes.append("normalised score undefined (a baseline is missing, or hgb is not better than dummy) for "
+                     + ", ".join(undefined))
+    systems = [_summarise(group, None) for group in _grouped(cells, lambda c: c.system).values()]
+    systems.sort(key=lambda s: (s.rank, s.system))
+    order = {s.system: i for i, s in enumerate(systems)}
+    tasks = [_summarise(group, task) for (task, _), group in _grouped(cells, lambda c: (c.task, c.system)).items()]
+    tasks.sort(key=lambda s: (s.task, order[s.system]))
+    return Report(cells, systems, tasks, notes)
+
+
+# =========================================================================== text
+
+
+def fmt_number(value: float | None, digits: int = 4) -> str:
+    """A number with `digits` significant digits, or '-' for None."""
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def systems_table(report: Report) -> str:
+    rows = [[s.system, str(s.cells), f"{s.valid_rate:.0%}", fmt_number(s.normalised, 3), f"{s.rank:.2f}",
+             fmt_number(s.seconds, 3), f"{s.tokens:.0f}"] for s in report.systems]
+    return _table(["system", "cells", "valid", "mean normalised", "mean rank", "mean s", "mean tokens"], rows)
+
+
+def tasks_table(report: Report) -> str:
+    rows = [[s.task, s.metric or "-", s.system, f"{s.valid_rate:.0%}", fmt_number(s.test), fmt_number(s.validation),
+             fmt_number(s.normalised, 3), f"{s.rank:.2f}", fmt_number(s.seconds, 3), f"{s.tokens:.0f}"]
+            for s in report.tasks]
+    header = ["task", "metric", "system", "valid", "test", "validation", "normalised", "rank", "s", "tokens"]
+    return _table(header, rows)
+
+
+def format_report(report: Report) -> str:
+    """The aggregated table, then the per-task table, then notes."""
+    if not report.cells:
+        return "no finished cells yet" + ("".join(f"\nnote: {n}" for n in report.notes))
+    parts = ["All tasks (normalised: 0 = dummy, 1 = HistGradientBoosting; rank 1 = best)", "",
+             systems_table(report), "", "Per task (test: mean test score of valid cells)", "", tasks_table(report)]
+    parts += [f"note: {n}" for n in report.notes]
+    return "\n".join(parts)

@@ -1,0 +1,65 @@
+"""The `tabcoder resume` and `tabcoder report` commands: continue an interrupted run from its journal, and
+rebuild a run's report.html.
+
+A thin layer over `tabcoder.runner.resume` and `tabcoder.report.write_report`. Progress lines, result
+printing and error handling are the main CLI's (`tabcoder.cli`), looked up when a command runs: cli.py
+imports this module at its end, so importing from it at the top would be circular.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+
+def _fail_cleanly(command):
+    """`cli._fail_cleanly`, applied when the command runs."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from tabcoder.cli import _fail_cleanly as fail_cleanly
+
+        return fail_cleanly(command)(*args, **kwargs)
+
+    return wrapper
+
+
+@click.command("resume")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--iterations", type=int, help="Raise the attempt budget (counts the attempts already made).")
+@click.option("--time-budget", help="Raise the time budget of the whole run (counts the time already spent), e.g. 20m.")
+@click.option("--token-budget", type=int, help="Raise the token budget (counts the tokens already spent).")
+@click.option("--workers", type=int, help="Attempts evaluated at once.")
+@click.option("--timeout", help="Time limit per attempt (seconds, or 5m).")
+@click.option("--model", help="Another model string (default: the run's own model).")
+@click.option("--base-url", help="OpenAI-compatible server URL.")
+@click.option("--answers", type=click.Path(path_type=Path), help="CSV of true test labels: report the test score.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_fail_cleanly
+def resume_command(run_dir: Path, quiet: bool, as_json: bool, **overrides) -> None:
+    """Continue the interrupted (Ctrl-C, kill -9, crash) or finished run in RUN_DIR from its journal.
+
+    Attempts already graded are kept, attempts written but not graded are graded, none is written again;
+    the search goes on until the run's budgets (raised by the options) are spent, then the final solution
+    is chosen, refit and written as usual. Exit status as for `tabcoder run`.
+    """
+    from tabcoder.cli import Progress, _print_result
+    from tabcoder.runner import resume
+
+    result = resume(run_dir, on_event=Progress(quiet), **overrides)
+    _print_result(result, as_json)
+    sys.exit(0 if result.final_valid else 1)
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@_fail_cleanly
+def report_command(run_dir: Path) -> None:
+    """Rebuild RUN_DIR/report.html from the run's journal and run.json (works on unfinished runs too)."""
+    from tabcoder.report import write_report
+
+    click.echo(str(write_report(run_dir)))

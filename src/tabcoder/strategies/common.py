@@ -1,0 +1,345 @@
+"""What every search strategy shares: budgets, model calls with a fresh seed each, turning a reply into a
+journal record (no code / repeated script / run and graded), attempt summaries, and improvement ideas.
+
+A strategy decides *what* to ask the model next (`SearchStrategy._search`); this module is how an
+attempt is made and recorded, so Reflexion and the tree search spend budgets, seed calls, detect
+repeats and write records the same way, and both resume from a journal the same way.
+
+Attempts are completed in index order (`AttemptQueue`), even when their evaluations run in parallel
+and finish in another order: what an attempt's feedback says ("best so far ...") then depends only on
+earlier attempts, so a parallel run records the same content as a serial one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from tabcoder.backends import Backend, Completion
+from tabcoder.evaluation import Evaluation, EvaluationPool
+from tabcoder.journal import Attempt, Journal, LLMCall
+from tabcoder.prompting import Messages, PromptBuilder, approach_label, extract_code, normalise_code
+
+NO_CODE_FEEDBACK = ("Your answer contained no Python code block. Answer with one complete script inside a "
+                    "```python code block.")
+SUMMARY_LINE_CHARS = 140
+
+EventHandler = Callable[[str, dict], None]
+Evaluate = Callable[[int, str], Evaluation]
+Describe = Callable[[Evaluation, Journal], str]
+
+
+def _no_events(kind: str, data: dict) -> None:
+    return None
+
+
+def _no_reserve(journal: Journal) -> float:
+    return 0.0
+
+
+@dataclass
+class Budget:
+    """When to stop: attempts begun, wall seconds since `started`, total LLM tokens.
+
+    `finish_reserve(journal)` is the time to keep in hand after the search for choosing and refitting the
+    final solution, so that a time budget is the time of the whole run."""
+
+    iterations: int
+    seconds: float | None = None
+    tokens: int | None = None
+    started: float = 0.0
+    finish_reserve: Callable[[Journal], float] = _no_reserve
+
+    def exhausted(self, journal: Journal, now: float, reserve: float = 0.0) -> str | None:
+        if journal.started >= self.iterations:
+            return f"iteration budget ({self.iterations}) reached"
+        if self.tokens is not None and journal.tokens >= self.tokens:
+            return f"token budget ({self.tokens}) reached"
+        if self.seconds is not None and now - self.started + reserve + self.finish_reserve(journal) >= self.seconds:
+            return f"time budget ({self.seconds:.0f} s) reached"
+        return None
+
+    def seconds_left(self, now: float) -> float | None:
+        """Seconds until the time budget ends (may be negative), or None without one."""
+        return None if self.seconds is None else self.started + self.seconds - now
+
+
+@dataclass
+class ModelCaller:
+    """Calls the model and records each call. Every call gets its own seed, `seed + n` for the n-th call
+    of the run, so samples differ between calls and a resumed run continues the same sequence."""
+
+    backend: Backend
+    generation: dict  # temperature, top_p, max_tokens, seed
+    on_event: EventHandler = _no_events
+    calls_made: int = 0
+
+    def complete(self, messages: Messages, *, max_tokens: int, purpose: str, about: int,
+                 calls: list[LLMCall]) -> Completion:
+        options = {k: v for k, v in self.generation.items() if k != "max_tokens"}
+        self.calls_made += 1
+        if options.get("seed") is not None:
+            options["seed"] = options["seed"] + self.calls_made
+        completion = self.backend.complete(messages, max_tokens=max_tokens, **options)
+        calls.append(LLMCall(purpose=purpose, about=about, prompt_tokens=completion.prompt_tokens,
+                             completion_tokens=completion.completion_tokens, seconds=completion.seconds,
+                             prompt_seconds=completion.prompt_seconds,
+                             cached_prompt_tokens=completion.cached_prompt_tokens,
+                             finish_reason=completion.finish_reason))
+        self.on_event("llm", {"purpose": purpose, "completion": completion})
+        return completion
+
+
+# --------------------------------------------------------------------------- describing attempts
+
+
+def shown_code(attempt: Attempt) -> str:
+    """What the model is shown as "the script above": the code, or its whole reply if it had none."""
+    return attempt.code if attempt.code is not None else attempt.response
+
+
+def outcome(attempt: Attempt) -> str:
+    """One short phrase: the score, or how the attempt failed."""
+    if attempt.valid:
+        return str(attempt.score_value)
+    if attempt.code is None:
+        return "no code"
+    if attempt.duplicate_of is not None:
+        return f"same as attempt {attempt.duplicate_of}"
+    if attempt.timed_out:
+        return "timed out"
+    if attempt.exit_code not in (0, None):
+        last_line = (attempt.traceback or attempt.stderr or "").strip().splitlines()[-1:] or ["error"]
+        return f"failed: {last_line[0][:120]}"
+    return "invalid submission"
+
+
+def summary_line(attempt: Attempt, name: str = "attempt") -> str:
+    origin = "" if attempt.parent is None else f" of {attempt.parent}"
+    if attempt.idea and attempt.kind == "draft":
+        change = f": {approach_label(attempt.idea)}"
+    else:
+        change = f"; change: {attempt.idea[:70]}" if attempt.idea else ""
+    line = f"{name} {attempt.index} ({attempt.kind}{origin}{change}): {outcome(attempt)}"
+    return line if len(line) <= SUMMARY_LINE_CHARS else line[:SUMMARY_LINE_CHARS - 1] + "…"
+
+
+def summarise(attempts: list[Attempt], limit: int, name: str = "attempt") -> list[str]:
+    """At most `limit` summary lines, oldest first: the best attempt's line is always kept, then the latest."""
+    if len(attempts) <= limit:
+        return [summary_line(a, name) for a in attempts]
+    valid = [a for a in attempts if a.valid]
+    best = max(valid, key=lambda a: (a.score_value, -a.index)) if valid else None
+    kept = attempts[-limit:]
+    if best is not None and best not in kept:
+        kept = [best] + attempts[-(limit - 1):]
+    return [summary_line(a, name) for a in sorted(kept, key=lambda a: a.index)]
+
+
+def duplicate_of(code: str, attempts: list[Attempt]) -> Attempt | None:
+    """The first earlier attempt with the same script (ignoring comments and blank lines)."""
+    key = normalise_code(code)
+    for attempt in attempts:
+        if attempt.code is not None and attempt.duplicate_of is None and normalise_code(attempt.code) == key:
+            return attempt
+    return None
+
+
+def fill_from_evaluation(attempt: Attempt, evaluation: Evaluation) -> None:
+    """Copy how the script ran and graded onto its attempt."""
+    result, grade = evaluation.result, evaluation.grade
+    attempt.exit_code = result.exit_code
+    attempt.timed_out = result.timed_out
+    attempt.killed_by = result.killed_by
+    attempt.run_seconds = result.duration
+    attempt.peak_memory_mb = result.peak_memory_mb
+    attempt.stdout, attempt.stderr, attempt.traceback = result.stdout, result.stderr, result.traceback
+    if grade is not None:
+        attempt.valid = grade.valid
+        attempt.score = grade.score.value if grade.valid else None
+        attempt.problems = list(grade.problems)
+
+
+def average_attempt_seconds(journal: Journal) -> float:
+    """Model plus run seconds of an average attempt so far (0 before the first)."""
+    if not journal.attempts:
+        return 0.0
+    return sum(a.llm_seconds + a.run_seconds for a in journal.attempts) / len(journal.attempts)
+
+
+def first_change(before: str | None, after: str | None) -> str | None:
+    """The first line `after` adds to `before` (a one-line description of a change), or None."""
+    if not before or not after:
+        return None
+    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0):
+        if line.startswith("+") and not line.startswith("+++") and line[1:].strip():
+            return "changed a line to: " + line[1:].strip()
+    return None
+
+
+def applies_to(idea: str, code: str | None) -> bool:
+    """False when an idea asks for a model class the code already uses (e.g. "Replace the model with X")."""
+    if not code or not idea.startswith("Replace the model with"):
+        return True
+    named = idea.split("Replace the model with", 1)[1].split("(", 1)[0].strip().rsplit(".", 1)[-1]
+    return named not in code
+
+
+# --------------------------------------------------------------------------- recording attempts
+
+
+@dataclass
+class _InFlight:
+    attempt: Attempt
+    future: Future | None  # None: nothing to run (no code, or a repeated script)
+
+
+@dataclass
+class AttemptQueue:
+    """Writes each attempt pending, evaluates it (in the pool), and completes it in index order."""
+
+    journal: Journal
+    evaluate: Evaluate
+    describe: Describe
+    pool: EvaluationPool
+    elapsed: Callable[[], float]
+    on_event: EventHandler = _no_events
+    _flight: dict[int, _InFlight] = field(default_factory=dict)
+
+    def submit(self, attempt: Attempt) -> None:
+        """Record `attempt` as pending and start its evaluation (unless it has no code or repeats one)."""
+        self.journal.begin(attempt)
+        future = None
+        if attempt.code is not None and self._repeats(attempt) is None:
+            future = self.pool.submit(self.evaluate, attempt.index, attempt.code)
+        self._flight[attempt.index] = _InFlight(attempt, future)
+
+    def resubmit_pending(self) -> int:
+        """Evaluate again the attempts a previous process wrote but never completed; returns how many."""
+        pending = sorted(self.journal.pending.values(), key=lambda a: a.index)
+        for attempt in pending:
+            self.submit(attempt)
+        return len(pending)
+
+    @property
+    def in_flight(self) -> list[Attempt]:
+        return [f.attempt for f in self._flight.values()]
+
+    def collect(self, *, wait: bool = False) -> None:
+        """Complete attempts in index order while the next one's evaluation is done (or, with `wait`, all)."""
+        for index in sorted(self._flight):
+            entry = self._flight[index]
+            if entry.future is not None and not wait and not entry.future.done():
+                return
+            self._complete(entry)
+            del self._flight[index]
+
+    def wait_all(self) -> None:
+        self.collect(wait=True)
+
+    def settle(self) -> None:
+        """After an interrupt: wait for the evaluations still running (a second Ctrl-C aborts) and complete
+        them; an attempt whose evaluation was cut short stays pending, to be evaluated again on resume."""
+        for index in sorted(self._flight):
+            entry = self._flight.pop(index)
+            if entry.future is not None and entry.future.exception() is not None:
+                continue
+            self._complete(entry)
+
+    def _repeats(self, attempt: Attempt) -> Attempt | None:
+        earlier = [a for a in self.journal.attempts if a.index < attempt.index]
+        earlier += [f.attempt for i, f in sorted(self._flight.items()) if i < attempt.index]
+        return duplicate_of(attempt.code, earlier) if attempt.code is not None else None
+
+    def _complete(self, entry: _InFlight) -> None:
+        attempt = entry.attempt
+        if attempt.code is None:
+            attempt.feedback = NO_CODE_FEEDBACK
+        elif entry.future is None:
+            original = self._repeats(attempt)
+            attempt.duplicate_of = original.index
+            attempt.feedback = (f"This script is the same as attempt {original.index} ({outcome(original)}), "
+                                "so it was not run again. Write a script that actually changes something.")
+        else:
+            evaluation = entry.future.result()
+            fill_from_evaluation(attempt, evaluation)
+            attempt.feedback = self.describe(evaluation, self.journal)
+        attempt.finished_at = self.elapsed()
+        self.journal.append(attempt)
+        self.on_event("attempt_end", {"attempt": attempt, "best": self.journal.best()})
+
+
+# --------------------------------------------------------------------------- the strategy base
+
+
+@dataclass
+class SearchStrategy:
+    """Base of the strategies: collaborators, budgets, and the steps every strategy takes.
+
+    Subclasses implement `_search(journal)`, which adds attempts until a budget is spent and returns why
+    it stopped. `run` first evaluates attempts a previous (interrupted) process left pending.
+    """
+
+    backend: Backend
+    builder: PromptBuilder
+    evaluate: Evaluate
+    describe: Describe
+    budget: Budget
+    generation: dict = field(default_factory=dict)  # temperature, top_p, max_tokens, seed
+    memory_size: int = 5
+    reflection_tokens: int = 256
+    pool: EvaluationPool | None = None  # None: evaluate in the calling thread
+    clock: Callable[[], float] = time.monotonic
+    on_event: EventHandler = _no_events
+
+    def run(self, journal: Journal) -> str:
+        """Add attempts to `journal` until a budget is spent; returns why it stopped."""
+        self._caller = ModelCaller(self.backend, self.generation, self.on_event, calls_made=journal.calls_made())
+        self._queue = AttemptQueue(journal, self.evaluate, self.describe, self.pool or EvaluationPool(1),
+                                   elapsed=self.elapsed, on_event=self.on_event)
+        self._queue.resubmit_pending()
+        self._queue.wait_all()
+        reason = self._search(journal)
+        self._queue.wait_all()
+        return reason
+
+    def settle(self) -> None:
+        """Called after an interrupt: record what already finished."""
+        queue = getattr(self, "_queue", None)
+        if queue is not None:
+            queue.settle()
+
+    def _search(self, journal: Journal) -> str:
+        raise NotImplementedError
+
+    # -- shared steps ----------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.clock() - self.budget.started
+
+    def _stop_reason(self, journal: Journal) -> str | None:
+        return self.budget.exhausted(journal, self.clock(), reserve=average_attempt_seconds(journal))
+
+    def _write(self, index: int, parent: int | None, kind: str, messages: Messages, calls: list[LLMCall],
+               *, started: float, idea: str | None = None, round: int | None = None) -> Attempt:
+        """Ask the model for a script and wrap its reply in a (not yet evaluated) attempt."""
+        self.on_event("attempt_start", {"index": index, "kind": kind, "parent": parent})
+        completion = self._caller.complete(messages, max_tokens=self.generation.get("max_tokens", 1536),
+                                           purpose="code", about=index, calls=calls)
+        task = self.builder.task
+        return Attempt(index=index, parent=parent, kind=kind, messages=messages, response=completion.text,
+                       code=extract_code(completion.text), calls=calls, started_at=started, idea=idea,
+                       metric=task.metric, greater_is_better=task.metric_spec.greater_is_better, round=round)
+
+    def _reflect(self, base: Attempt, failed: bool, calls: list[LLMCall], journal: Journal) -> str:
+        """The model's short reflection on `base` and its feedback, stored on `base` (once)."""
+        if base.reflection is None:
+            messages = self.builder.reflect(shown_code(base), base.feedback, failed=failed)
+            completion = self._caller.complete(messages, max_tokens=self.reflection_tokens, purpose="reflection",
+                                               about=base.index, calls=calls)
+            base.reflection = completion.text.strip()
+            journal.update(base)
+            self.on_event("reflection", {"index": base.index, "text": base.reflection})
+        return base.reflection

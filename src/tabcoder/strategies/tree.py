@@ -1,0 +1,148 @@
+"""Tree search (AIDE-style): several drafts with different modelling approaches, repairs of buggy nodes
+up to a depth, and improvements of good nodes by one atomic change at a time; a `Policy` object picks
+which nodes to expand.
+
+The search runs in rounds. A round's actions are planned from the tree as it stands when the round
+starts; their scripts are written one after the other (one model, one context) and each is evaluated as
+soon as it is written, up to `--workers` at once, while the model writes the next one. The next round is
+planned when the round's results are in. Every prompt of a round is built from the round's snapshot, and
+attempts complete in index order, so the journal's content does not depend on the number of workers.
+
+What the model is told:
+- a draft: the approach to use (a different model family per draft) and the approaches of the others;
+- a repair: the failed script, its feedback, the model's own diagnosis (a reflection call) and the memory;
+- an improvement: the script, its score, the one change to make (the next untried idea for that node,
+  or, once they are used up, a change of the model's own choice other than those tried on the node) and
+  the memory; a node that has had all its improvements is exhausted and the policy looks elsewhere;
+- the memory: a bounded summary of what was tried and how it scored, failures included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tabcoder.journal import Attempt, Journal, LLMCall
+from tabcoder.prompting import Approach, Messages, approach_label
+from tabcoder.strategies.common import SearchStrategy, applies_to, first_change, outcome, shown_code, summarise
+from tabcoder.strategies.policy import Action, GreedyPolicy, Policy, TreeView
+
+
+@dataclass
+class _Round:
+    """The snapshot a round was planned from, and the attempts written in it so far."""
+
+    number: int
+    view: TreeView
+    memory: str
+    written: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class TreeSearch(SearchStrategy):
+    """Draft, repair, improve, as chosen by `policy`; see the module docstring."""
+
+    policy: Policy = field(default_factory=GreedyPolicy)
+    drafts: int = 3
+    debug_depth: int = 2
+    breadth: int = 2  # actions per round once the drafts are written
+    memory_size: int = 8
+    free_changes: int = 2  # improvements of the model's own choice a node gets after the listed ideas
+
+    def _search(self, journal: Journal) -> str:
+        number = max([a.round or 0 for a in journal.attempts] + [0])
+        while True:
+            reason = self._stop_reason(journal)
+            if reason:
+                return reason
+            number += 1
+            planned = self._plan(journal, number)
+            if not planned[1]:
+                return "nothing left to expand"
+            reason = self._round(journal, planned)
+            self._queue.wait_all()
+            if reason:
+                return reason
+
+    def _plan(self, journal: Journal, number: int) -> tuple[_Round, list[Action]]:
+        view = TreeView(list(journal.attempts), self.drafts, self.debug_depth,
+                        max_improvements=len(self.builder.ideas()) + self.free_changes)
+        best = view.best()
+        memory = self.builder.memory(summarise(view.attempts, self.memory_size, name="node"),
+                                     None if best is None else f"node {best.index}, {best.score_value}")
+        actions = self.policy.plan(view, self.breadth)
+        self.on_event("round_start", {"round": number, "actions": [(a.kind, a.parent) for a in actions]})
+        return _Round(number, view, memory), actions
+
+    def _round(self, journal: Journal, planned: tuple[_Round, list[Action]]) -> str | None:
+        """Write and submit the round's scripts; returns a stop reason if a budget ran out on the way."""
+        state, actions = planned
+        for position, action in enumerate(actions):
+            reason = self._stop_reason(journal) if position else None
+            if reason:
+                return reason
+            attempt = self._expand(action, journal, state)
+            state.written.append(attempt)
+            self._queue.submit(attempt)
+            self._queue.collect()
+        return None
+
+    # -- one expansion ---------------------------------------------------------------------------------
+    def _expand(self, action: Action, journal: Journal, state: _Round) -> Attempt:
+        index, started, calls = journal.next_index, self.elapsed(), []
+        if action.kind == "draft":
+            approach, earlier = self._approach(state)
+            messages = self.builder.draft_with(approach, earlier)
+            return self._write(index, None, "draft", messages, calls, started=started, idea=str(approach),
+                               round=state.number)
+        parent = journal.get(action.parent)
+        messages, idea = self._ask(action, parent, state, calls, journal)
+        return self._write(index, parent.index, action.kind, messages, calls, started=started, idea=idea,
+                           round=state.number)
+
+    def _ask(self, action: Action, parent: Attempt, state: _Round, calls: list[LLMCall],
+             journal: Journal) -> tuple[Messages, str | None]:
+        if action.kind == "repair":
+            diagnosis = self._reflect(parent, True, calls, journal)
+            return self.builder.debug(shown_code(parent), parent.feedback, reflection=diagnosis,
+                                      memory=state.memory), None
+        idea = self._improvement(parent, state)
+        tried = [] if idea else self._tried(parent, state)
+        messages = self.builder.improve(shown_code(parent), parent.feedback, idea=idea, memory=state.memory,
+                                        tried=tried)
+        return messages, idea
+
+    def _approach(self, state: _Round) -> tuple[Approach, list[str]]:
+        """The next draft's approach (the next family in turn) and the labels of the other drafts'."""
+        drafts = state.view.drafts + [a for a in state.written if a.kind == "draft"]
+        approaches = self.builder.approaches()
+        approach = approaches[len(drafts) % len(approaches)]
+        earlier = [approach_label(d.idea) for d in drafts if d.idea]
+        return approach, list(dict.fromkeys(e for e in earlier if e != approach.label))
+
+    def _tried(self, node: Attempt, state: _Round) -> list[str]:
+        """What the node's earlier improvements did and how it went, for a change of the model's own choice."""
+        graded = [(c, outcome(c)) for c in state.view.children(node)]  # from the round's snapshot only
+        graded += [(c, "not graded yet") for c in state.written if c.parent == node.index]
+        lines = []
+        for child, result in graded:
+            if child.kind == "improve":
+                what = child.idea or first_change(node.code, child.code) or "the script unchanged"
+                lines.append(f"{what[:110]} ({result})")
+        return lines
+
+    def _improvement(self, node: Attempt, state: _Round) -> str | None:
+        """The first idea not yet applied on the node's path nor tried on it, and not already in its code."""
+        tried = {a.idea for a in self._path(node, state.view) if a.kind == "improve"}
+        tried |= {a.idea for a in state.view.children(node) + state.written if a.parent == node.index}
+        for idea in self.builder.ideas():
+            if idea not in tried and applies_to(idea, node.code):
+                return idea
+        return None
+
+    @staticmethod
+    def _path(node: Attempt, view: TreeView) -> list[Attempt]:
+        by_index = {a.index: a for a in view.attempts}
+        path = [node]
+        while path[-1].parent in by_index:
+            path.append(by_index[path[-1].parent])
+        return path

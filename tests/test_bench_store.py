@@ -1,0 +1,95 @@
+"""The SQLite results store: migrations (upgrade from v1), the bench lock, bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tabcoder.bench.store import SCHEMA_VERSION, BenchLock, ResultStore, migrate, schema_version
+from tabcoder.errors import ConfigError
+
+CELL = {"key": "s/t/dummy/seed=0/abc", "suite": "s", "task": "t", "kind": "baseline", "model": "dummy",
+        "strategy": "", "seed": 0, "config_hash": "abc", "config": {"valid_fraction": 0.2}}
+
+
+def make_v1_file(path):
+    conn = sqlite3.connect(path)
+    assert migrate(conn, target=1) == 1
+    conn.execute("INSERT INTO cells (key, suite, task, kind, model, strategy, seed, config_hash, config_json, status, "
+                 "metric, greater_is_better, test_score, valid, created) "
+                 "VALUES ('k1', 's', 't', 'baseline', 'hgb', '', 0, 'h', '{}', 'done', 'accuracy', 1, 0.9, 1, 'then')")
+    conn.commit()
+    conn.close()
+
+
+def test_upgrade_from_v1_keeps_rows_and_adds_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    make_v1_file(path)
+    with ResultStore(path) as store:
+        assert store.version == SCHEMA_VERSION == 2
+        (row,) = store.rows()
+        assert row.key == "k1" and row.test_score == 0.9 and row.status == "done"
+        assert row.bench_id is None and row.code_sha256 is None  # columns added by v2
+        bench = store.start_bench(command="tabcoder bench x", executor="local", workers=1, host="h", interrupted=0)
+        assert store.commands() == ["tabcoder bench x"] and bench == 1
+    versions = [v for (v,) in sqlite3.connect(path).execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == [1, 2]
+
+
+def test_fresh_file_is_at_the_latest_version_and_reopening_changes_nothing(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        assert store.add_cells([CELL]) == 1
+        assert store.add_cells([CELL]) == 0  # a planned cell is never added twice
+    with ResultStore(path) as store:
+        assert store.version == SCHEMA_VERSION
+        assert [r.status for r in store.rows()] == ["pending"]
+
+
+def test_cell_lifecycle_and_interrupted_reset(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.add_cells([CELL])
+        store.mark_running(CELL["key"], None)
+        assert store.reset_interrupted() == 1
+        assert store.status_of([CELL["key"]]) == {CELL["key"]: "pending"}
+        store.record(CELL["key"], "done", {"test_score": 0.5, "valid": True, "metric": "accuracy"})
+        (row,) = store.rows(status="done")
+        assert row.test_score == 0.5 and row.valid == 1 and row.config == {"valid_fraction": 0.2}
+
+
+def test_a_newer_file_is_refused(tmp_path):
+    path = tmp_path / "future.sqlite"
+    ResultStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_version VALUES (99, 'later')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match="newer"):
+        ResultStore(path)
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "notes.sqlite"
+    path.write_text("hello, this is not SQLite\n" * 100)
+    with pytest.raises(ConfigError, match="not a tabcoder results file"):
+        ResultStore(path)
+
+
+def test_missing_file_for_a_report(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        ResultStore.open_existing(tmp_path / "nope.sqlite")
+
+
+def test_two_benches_cannot_share_a_file(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with BenchLock(path):
+        with pytest.raises(ConfigError, match="another bench"):
+            with BenchLock(path):
+                pass
+    with BenchLock(path):  # released
+        pass
+
+
+def test_schema_version_of_an_empty_connection():
+    assert schema_version(sqlite3.connect(":memory:")) == 0
