@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tasks import REFERENCE, SHARED, run_task  # noqa: E402
 
 from tabcoder.grading import grade_submission, make_sample_submission  # noqa: E402
+from tabcoder.journal import Journal  # noqa: E402
 from tabcoder.runner import load_answers  # noqa: E402
 from tabcoder.task import load_task  # noqa: E402
 
@@ -51,18 +52,26 @@ def run_cell(task: str, strategy: str, args, extra: list[str]) -> dict:
     return row
 
 
+def repeats(row: dict) -> int | None:
+    """Attempts whose script repeated an earlier one (the model answered with an unchanged script)."""
+    journal = Path(row.get("run_dir", "")) / "journal.jsonl"
+    if not journal.is_file():
+        return None
+    return sum(1 for a in Journal.load(journal).attempts if a.duplicate_of is not None)
+
+
 def table(rows: list[dict], dummies: dict[str, float], header: str) -> str:
     lines = [header, "",
-             "| task | strategy | valid final | attempts (valid) | validation | test | dummy | reference | normalised | test − validation | minutes |",
+             "| task | strategy | valid final | attempts (valid, repeats) | validation | test | dummy | reference | normalised | test − validation | minutes |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["task"], r["strategy"])):
         ref, dummy = REFERENCE[r["task"]], dummies[r["task"]]
         norm = normalised(r.get("test_score"), dummy, ref)
         gap = (r.get("gap") or {}).get("test_minus_validation")
-        lines.append("| {t} | {s} | {v} | {a} ({va}) | {val} | {test} | {d:.4g} | {ref} | {n} | {g} | {m:.1f} |".format(
+        lines.append("| {t} | {s} | {v} | {a} ({va}, {rep}) | {val} | {test} | {d:.4g} | {ref} | {n} | {g} | {m:.1f} |".format(
             t=r["task"], s=r["strategy"], v="yes" if r.get("final_valid") else "no", a=r.get("attempts", "-"),
-            va=r.get("valid_attempts", "-"), val=_fmt(r.get("validation_score")), test=_fmt(r.get("test_score")),
-            d=dummy, ref=ref, n=_fmt(norm, 3), g=_fmt(gap), m=r["minutes"]))
+            va=r.get("valid_attempts", "-"), rep=_fmt(repeats(r)), val=_fmt(r.get("validation_score")),
+            test=_fmt(r.get("test_score")), d=dummy, ref=ref, n=_fmt(norm, 3), g=_fmt(gap), m=r["minutes"]))
     lines += ["", "| strategy | valid finals | valid attempts | mean normalised | mean minutes |", "|---|---|---|---|---|"]
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
@@ -76,7 +85,7 @@ def table(rows: list[dict], dummies: dict[str, float], header: str) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def _fmt(value: float | int | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
@@ -91,7 +100,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (2: both strategies of a task together)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/strategies"))
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--from-results", type=Path, help="print the table of an earlier results.json, run nothing")
     args, extra = parser.parse_known_args()
+    if args.from_results:
+        saved = json.loads(args.from_results.read_text())
+        print(table(saved["rows"], saved["dummies"], f"`{saved.get('command', args.from_results)}`"))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     names = args.tasks.split(",") if args.tasks else sorted(p.name for p in (args.suite / "tasks").iterdir())
     dummies = {n: dummy_score(args.suite / "tasks" / n, args.suite / "answers" / f"{n}.csv") for n in names}
@@ -102,7 +116,7 @@ def main() -> None:
     command = " ".join(["python", *sys.argv])
     text = table(rows, dummies, f"`{command}` ({(time.monotonic() - started) / 60:.0f} min in all)")
     print(text)
-    (args.out / "results.json").write_text(json.dumps({"rows": rows, "dummies": dummies}, indent=2))
+    (args.out / "results.json").write_text(json.dumps({"rows": rows, "dummies": dummies, "command": command}, indent=2))
     if args.markdown:
         args.markdown.write_text(text + "\n")
 

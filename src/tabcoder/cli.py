@@ -3,7 +3,6 @@ and turns typed errors into messages and exit codes (2 for bad input, 1 for fail
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
@@ -11,25 +10,9 @@ from pathlib import Path
 
 import click
 
-from tabcoder.config import PROMPT_STYLES, STRATEGIES, RunConfig
-from tabcoder.errors import TabcoderError
-
-
-def _fail_cleanly(command):
-    """Typed errors become `error: ...` and their exit code; Ctrl-C exits 130; never a raw traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except TabcoderError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
+from tabcoder.cli_caafe import CaafeProgress
+from tabcoder.config import CAAFE_PROMPTS, PROMPT_STYLES, STRATEGIES, RunConfig
+from tabcoder.cli_common import fail_cleanly as _fail_cleanly
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -42,8 +25,8 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-class Progress:
-    """Prints one line per event of a run to stderr."""
+class Progress(CaafeProgress):
+    """Prints one line per event of a run to stderr (CAAFE's stage included)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -154,6 +137,12 @@ def _print_result(result, as_json: bool) -> None:
               help="Re-score the best attempts on this many folds before choosing the final one (0 = off).")
 @click.option("--confirm-top", type=int, default=RunConfig.confirm_top, show_default=True,
               help="How many of the best attempts are re-scored on folds.")
+@click.option("--caafe", type=int, default=RunConfig.caafe, show_default=True,
+              help="CAAFE stage before code generation: this many feature proposals, cross-validated on the "
+                   "fit rows (0: off).")
+@click.option("--caafe-prompt", type=click.Choice(CAAFE_PROMPTS), default=RunConfig.caafe_prompt, show_default=True,
+              help="How the solution prompt presents the accepted features: none, example (shows the code) "
+                   "or usage (add_features is defined for the script).")
 @click.option("--timeout", default=str(int(RunConfig.timeout)), show_default=True, help="Time limit per attempt (seconds, or 5m).")
 @click.option("--temperature", type=float, default=RunConfig.temperature, show_default=True)
 @click.option("--top-p", type=float, default=RunConfig.top_p, show_default=True)

@@ -2,32 +2,20 @@
 
 `bench` resolves the suite, builds `BenchSettings`, runs the matrix with the chosen executor and prints
 one line per finished cell, then the tables. `bench-report` prints the tables of a results file and
-writes its HTML page. Typed errors become `error: ...` and exit 2 through `cli._fail_cleanly`.
+writes its HTML page. Typed errors become `error: ...` and exit 2 through `cli_common.fail_cleanly`.
 """
 
 from __future__ import annotations
 
-import functools
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from tabcoder.cli_common import fail_cleanly as _fail_cleanly
+
 from tabcoder.config import RunConfig, parse_duration
-
-
-def _fail_cleanly(command):
-    """`cli._fail_cleanly`, looked up when the command runs: cli.py imports this module at its end, so
-    importing cli here would be circular (and, under `python -m tabcoder.cli`, fail)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from tabcoder.cli import _fail_cleanly as fail_cleanly
-
-        return fail_cleanly(command)(*args, **kwargs)
-
-    return wrapper
 
 
 def _names(text: str | None) -> list[str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from tabcoder.cli_common import fail_cleanly
+
 from tabcoder.caafe.cv import BASE_MODELS
 from tabcoder.caafe.engine import CaafeSettings
 from tabcoder.caafe.result import CaafeResult, Proposal, fmt_value
@@ -92,9 +94,7 @@ def caafe_command(**options) -> None:
     CV score without / with, kept or not), train.csv / test.csv (the transformed data) and caafe.json.
     Exit status: 0 when the outputs are written, 1 when the model or the feature code fails, 2 for bad input.
     """
-    from tabcoder.cli import _fail_cleanly  # imported here: tabcoder.cli imports this module
-
-    _fail_cleanly(_caafe)(**options)
+    fail_cleanly(_caafe)(**options)
 
 
 def _caafe(task: Path, n_features: int, model: str, base_url: str | None, threads: int, n_ctx: int, seed: int,

@@ -8,23 +8,12 @@ imports this module at its end, so importing from it at the top would be circula
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
 
-
-def _fail_cleanly(command):
-    """`cli._fail_cleanly`, applied when the command runs."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from tabcoder.cli import _fail_cleanly as fail_cleanly
-
-        return fail_cleanly(command)(*args, **kwargs)
-
-    return wrapper
+from tabcoder.cli_common import fail_cleanly as _fail_cleanly
 
 
 @click.command("resume")

@@ -11,6 +11,7 @@ from pathlib import Path
 from tabcoder.errors import ConfigError
 
 PROMPT_STYLES = ("chat", "single")
+CAAFE_PROMPTS = ("none", "example", "usage")  # the solution-prompt variants of tabcoder.caafe
 STRATEGIES = ("reflexion", "tree")
 POLICY_NAMES = ("greedy", "ucb")
 
@@ -48,6 +49,8 @@ class RunConfig:
     prompt_style: str = "chat"
     use_description: bool = True
     show_example: bool = True
+    caafe: int = 0  # CAAFE feature proposals before code generation (0: no CAAFE stage)
+    caafe_prompt: str = "usage"  # how the solution prompt presents them: none | example | usage
     # tree search (strategy "tree") and parallel evaluation
     drafts: int = 3
     debug_depth: int = 2
@@ -107,6 +110,11 @@ class RunConfig:
             (self.confirm_folds == 0 or self.confirm_folds >= 2,
              f"--confirm-folds must be 0 (off) or at least 2 (got {self.confirm_folds})."),
             (self.confirm_top >= 2, f"--confirm-top must be at least 2 (got {self.confirm_top})."),
+        ]
+        checks += [
+            (self.caafe >= 0, f"--caafe must be 0 (off) or a number of feature proposals (got {self.caafe})."),
+            (self.caafe_prompt in CAAFE_PROMPTS,
+             f"--caafe-prompt must be one of {', '.join(CAAFE_PROMPTS)} (got {self.caafe_prompt!r})."),
         ]
         for ok, message in checks:
             if not ok:

@@ -152,6 +152,8 @@ class PromptBuilder:
     style: str = "chat"
     use_description: bool = True
     show_example: bool = True
+    guidance: str = ""  # an extra section, e.g. CAAFE's accepted features (tabcoder.caafe.solution_guidance)
+    uses_features: bool = False  # the example calls add_features (CAAFE "usage" with features kept)
 
     def __post_init__(self) -> None:
         self._env = _env()
@@ -180,6 +182,7 @@ class PromptBuilder:
             id_column=repr(self.task.id_column),
             positive_label=repr(_python_value(self.task.positive_label)),
             output=self._output_kind(),
+            add_features=self.uses_features,
         )
 
     def _task_vars(self) -> dict:
@@ -200,6 +203,7 @@ class PromptBuilder:
             "timeout_minutes": max(1, int(self.timeout // 60)),
             "metric_tips": [METRIC_TIPS[spec.name]] if spec.name in METRIC_TIPS else [],
             "example": self.example() if self.show_example else "",
+            "guidance": self.guidance,
         }
 
     # -- the three kinds of call -------------------------------------------------------------------

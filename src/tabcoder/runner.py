@@ -29,6 +29,8 @@ from typing import Callable
 import pandas as pd
 
 from tabcoder.backends import Backend, ReplayBackend, get_backend
+from tabcoder.caafe import (CaafeResult, include_feature_code, read_result, run_caafe, solution_guidance,
+                            write_outputs)
 from tabcoder.config import RunConfig
 from tabcoder.errors import ConfigError, RunDirError, TaskError
 from tabcoder.evaluation import (
@@ -211,13 +213,33 @@ class RunState:
     pool: EvaluationPool
     split: Split = field(init=False)
     builder: PromptBuilder = field(init=False)
+    caafe: CaafeResult | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         config, task = self.config, self.task
         self.split = make_split(task, seed=config.seed, valid_fraction=config.valid_fraction)
         profile = profile_task(task, self.split.fit, self.split.valid, seed=config.seed)
+        self.caafe = self._caafe() if config.caafe else None
+        uses_features = bool(self.caafe and self.caafe.kept and config.caafe_prompt == "usage")
         self.builder = PromptBuilder(task, profile, timeout=config.timeout, style=config.prompt_style,
-                                     use_description=config.use_description, show_example=config.show_example)
+                                     use_description=config.use_description, show_example=config.show_example,
+                                     guidance=solution_guidance(self.caafe, config.caafe_prompt),
+                                     uses_features=uses_features)
+
+    def _caafe(self) -> CaafeResult:
+        """The CAAFE stage, on the fit rows only (never the validation rows); a resumed run reads it back."""
+        folder = self.run_dir / "caafe"
+        if (folder / "caafe.json").is_file():
+            return read_result(folder)
+        result = run_caafe(self.task, self.split.fit, backend=self.backend, sandbox=self.sandbox,
+                           n_features=self.config.caafe, seed=self.config.seed, workdir=folder / "proposals",
+                           on_event=self.emit)
+        write_outputs(result, folder)
+        return result
+
+    def script(self, code: str) -> str:
+        """The script as it runs: with the accepted CAAFE function on top when it calls add_features."""
+        return include_feature_code(self.caafe, code)
 
     def seconds_left(self) -> float | None:
         budget = self.config.time_budget
@@ -366,7 +388,7 @@ def _make_strategy(state: RunState) -> SearchStrategy:
         workspace = prepare_workspace(directory, train=state.split.fit, test=state.split.valid,
                                       sample_submission=state.split.sample_submission,
                                       description=state.task.description)
-        return evaluate(code, workspace, task=state.task, labels=state.split.labels, sandbox=state.sandbox,
+        return evaluate(state.script(code), workspace, task=state.task, labels=state.split.labels, sandbox=state.sandbox,
                         timeout=_attempt_timeout(state))
 
     def describe(evaluation: Evaluation, journal: Journal) -> str:
@@ -489,7 +511,7 @@ def _score_on_folds(state: RunState, top: list[Attempt]) -> dict[int, list[Score
         for number, (fold, base) in enumerate(zip(folds, bases), 1):
             workspace = copy_inputs(base, root / f"{attempt.index:03d}-fold{number}")
             futures[attempt.index, number] = state.pool.submit(
-                evaluate, attempt.code, workspace, task=state.task, labels=fold.labels, sandbox=state.sandbox,
+                evaluate, state.script(attempt.code), workspace, task=state.task, labels=fold.labels, sandbox=state.sandbox,
                 timeout=state.config.timeout)
     scores: dict[int, list[Score]] = {a.index: [] for a in top}
     worst = Score.worst(state.task.metric)
@@ -544,7 +566,7 @@ def _finalize(state: RunState, candidates: list[Attempt]) -> dict:
         best = candidates[0]
         solution = run_dir / "best" / SCRIPT_NAME
         solution.parent.mkdir()
-        solution.write_text(best.code, encoding="utf-8")
+        solution.write_text(state.script(best.code), encoding="utf-8")
         return {"valid": False, "problems": ["the task has no test set: solution written, nothing to predict"],
                 "attempt": best, "solution": solution}
     sample = task.sample_submission if task.sample_submission is not None else make_sample_submission(task, task.test[task.id_column])
@@ -555,7 +577,7 @@ def _finalize(state: RunState, candidates: list[Attempt]) -> dict:
                           description=task.description)
         state.emit("final_start", {"attempt": attempt, "workspace": workspace})
         timeout = _refit_timeout(state, attempt)
-        evaluation = evaluate(attempt.code, workspace, task=task, labels=None, sandbox=state.sandbox, timeout=timeout)
+        evaluation = evaluate(state.script(attempt.code), workspace, task=task, labels=None, sandbox=state.sandbox, timeout=timeout)
         if evaluation.result.ok:
             _, problems = check_submission(workspace / SUBMISSION_NAME, task=task, expected_ids=task.test[task.id_column])
         else:
