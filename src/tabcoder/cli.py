@@ -75,7 +75,7 @@ class Progress(CaafeProgress):
             status = f"failed: {lines[-1][:120] if lines else 'exit ' + str(attempt.exit_code)}"
         else:
             status = f"invalid submission: {attempt.problems[0][:120] if attempt.problems else ''}"
-        self._say(f"  -> {status}; ran {attempt.run_seconds:.1f} s, {attempt.tokens} tokens")
+        self._say(f"  -> attempt {attempt.index}: {status}; ran {attempt.run_seconds:.1f} s, {attempt.tokens} tokens")
 
     def on_interrupted(self, attempts) -> None:
         self._say(f"interrupted after {attempts} attempts: refitting the best so far (Ctrl-C again to abort)")

@@ -107,7 +107,8 @@ class EvaluationPool:
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, int(workers))
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="tabcoder-eval") if self.workers > 1 else None
+        self._executor = (ThreadPoolExecutor(self.workers, thread_name_prefix="tabcoder-eval")
+                          if self.workers > 1 else None)
 
     def submit(self, fn: Callable[..., T], *args, **kwargs) -> Future:
         if self._executor is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import jinja2
@@ -74,31 +74,21 @@ class Approach:
         return f"{self.label}: {self.module}.{self.estimator}{note}"
 
 
-#: Model families for drafts, strongest first; each draft is asked for a different one.
-DRAFT_APPROACHES: dict[str, list[Approach]] = {
-    "classification": [
-        Approach("gradient boosting", "sklearn.ensemble",
-                 "HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)"),
-        Approach("a random forest", "sklearn.ensemble",
-                 "RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=0)"),
-        Approach("a linear model", "sklearn.linear_model", "LogisticRegression(max_iter=2000)",
-                 "add sklearn.preprocessing.StandardScaler() after the numeric imputer"),
-        Approach("LightGBM", "lightgbm", "LGBMClassifier(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
-                 package="lightgbm"),
-        Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTreesClassifier(n_estimators=300, random_state=0)"),
-    ],
-    "regression": [
-        Approach("gradient boosting", "sklearn.ensemble",
-                 "HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)"),
-        Approach("a random forest", "sklearn.ensemble",
-                 "RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=0)"),
-        Approach("a linear model", "sklearn.linear_model", "RidgeCV(alphas=[0.1, 1.0, 10.0, 100.0])",
-                 "add sklearn.preprocessing.StandardScaler() after the numeric imputer"),
-        Approach("LightGBM", "lightgbm", "LGBMRegressor(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
-                 package="lightgbm"),
-        Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTreesRegressor(n_estimators=300, random_state=0)"),
-    ],
-}
+#: Model families for drafts, strongest first; each draft is asked for a different one. `{kind}` is
+#: Classifier or Regressor; `{linear}` the linear model of that kind (`LINEAR_MODELS`).
+DRAFT_APPROACHES: list[Approach] = [
+    Approach("gradient boosting", "sklearn.ensemble",
+             "HistGradientBoosting{kind}(max_iter=300, learning_rate=0.05, random_state=0)"),
+    Approach("a random forest", "sklearn.ensemble",
+             "RandomForest{kind}(n_estimators=300, min_samples_leaf=2, random_state=0)"),
+    Approach("a linear model", "sklearn.linear_model", "{linear}",
+             "add sklearn.preprocessing.StandardScaler() after the numeric imputer"),
+    Approach("LightGBM", "lightgbm", "LGBM{kind}(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
+             package="lightgbm"),
+    Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTrees{kind}(n_estimators=300, random_state=0)"),
+]
+LINEAR_MODELS = {"Classifier": "LogisticRegression(max_iter=2000)",
+                 "Regressor": "RidgeCV(alphas=[0.1, 1.0, 10.0, 100.0])"}
 #: The model of the example script (prompts/example.py.j2), which a draft replaces.
 EXAMPLE_MODEL = "{estimator}(n_estimators=200, random_state=0)"
 
@@ -250,9 +240,10 @@ class PromptBuilder:
 
     def approaches(self) -> list[Approach]:
         """Modelling approaches for drafts, strongest first, only those whose package is installed."""
-        kind = "regression" if self.task.task_type == "regression" else "classification"
+        kind = "Regressor" if self.task.task_type == "regression" else "Classifier"
         installed = {line.split()[0] for line in installed_packages()}
-        return [a for a in DRAFT_APPROACHES[kind] if a.package is None or a.package in installed]
+        return [replace(a, estimator=a.estimator.format(kind=kind, linear=LINEAR_MODELS[kind]))
+                for a in DRAFT_APPROACHES if a.package is None or a.package in installed]
 
     def ideas(self) -> list[str]:
         """The single changes an improvement step proposes, in order."""

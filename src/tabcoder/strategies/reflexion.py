@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tabcoder.journal import Attempt, Journal, LLMCall
-from tabcoder.strategies.common import (  # noqa: F401  (Budget, NO_CODE_FEEDBACK: re-exported)
+from tabcoder.strategies.common import (
     NO_CODE_FEEDBACK,
     Budget,
     SearchStrategy,
@@ -21,6 +21,8 @@ from tabcoder.strategies.common import (  # noqa: F401  (Budget, NO_CODE_FEEDBAC
     shown_code,
     summarise,
 )
+
+__all__ = ["Reflexion", "Budget", "NO_CODE_FEEDBACK"]  # Budget and NO_CODE_FEEDBACK live in common
 
 HISTORY_LINES = 12
 

@@ -29,11 +29,12 @@ from tabcoder.strategies.policy import Action, GreedyPolicy, Policy, TreeView
 
 @dataclass
 class _Round:
-    """The snapshot a round was planned from, and the attempts written in it so far."""
+    """A round's plan, the snapshot it was planned from, and the attempts written in it so far."""
 
     number: int
     view: TreeView
     memory: str
+    actions: list[Action]
     written: list[Attempt] = field(default_factory=list)
 
 
@@ -55,15 +56,15 @@ class TreeSearch(SearchStrategy):
             if reason:
                 return reason
             number += 1
-            planned = self._plan(journal, number)
-            if not planned[1]:
+            state = self._plan(journal, number)
+            if not state.actions:
                 return "nothing left to expand"
-            reason = self._round(journal, planned)
+            reason = self._round(journal, state)
             self._queue.wait_all()
             if reason:
                 return reason
 
-    def _plan(self, journal: Journal, number: int) -> tuple[_Round, list[Action]]:
+    def _plan(self, journal: Journal, number: int) -> _Round:
         view = TreeView(list(journal.attempts), self.drafts, self.debug_depth,
                         max_improvements=len(self.builder.ideas()) + self.free_changes)
         best = view.best()
@@ -71,12 +72,11 @@ class TreeSearch(SearchStrategy):
                                      None if best is None else f"node {best.index}, {best.score_value}")
         actions = self.policy.plan(view, self.breadth)
         self.on_event("round_start", {"round": number, "actions": [(a.kind, a.parent) for a in actions]})
-        return _Round(number, view, memory), actions
+        return _Round(number, view, memory, actions)
 
-    def _round(self, journal: Journal, planned: tuple[_Round, list[Action]]) -> str | None:
+    def _round(self, journal: Journal, state: _Round) -> str | None:
         """Write and submit the round's scripts; returns a stop reason if a budget ran out on the way."""
-        state, actions = planned
-        for position, action in enumerate(actions):
+        for position, action in enumerate(state.actions):
             reason = self._stop_reason(journal) if position else None
             if reason:
                 return reason
