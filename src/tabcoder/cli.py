@@ -12,7 +12,7 @@ import click
 
 from tabcoder.cli_caafe import CaafeProgress
 from tabcoder.config import CAAFE_PROMPTS, PROMPT_STYLES, STRATEGIES, RunConfig
-from tabcoder.cli_common import fail_cleanly as _fail_cleanly
+from tabcoder.cli_common import fail_cleanly as _fail_cleanly, task_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -109,12 +109,7 @@ def _print_result(result, as_json: bool) -> None:
 
 @main.command("run")
 @click.argument("task", type=click.Path(path_type=Path))
-@click.option("--target", help="Target column (default: inferred from the sample submission or the test file).")
-@click.option("--id", "id_column", help="Id column (default: inferred, or generated).")
-@click.option("--task-type", type=click.Choice(["binary", "multiclass", "regression"]), help="Default: inferred from the target.")
-@click.option("--metric", help="accuracy, balanced_accuracy, f1, macro_f1, roc_auc, log_loss, rmse, mse, mae, rmsle, r2.")
-@click.option("--positive-label", help="Positive class for f1 / roc_auc / log_loss on binary tasks.")
-@click.option("--test", "test_path", type=click.Path(path_type=Path), help="Test table, when TASK is a single file.")
+@task_options
 @click.option("--model", default="local", show_default=True,
               help="local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamacpp:PATH.gguf, openai:MODEL, replay:FILE.jsonl")
 @click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")

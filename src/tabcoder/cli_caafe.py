@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from tabcoder.cli_common import fail_cleanly
+from tabcoder.cli_common import fail_cleanly, task_options
 
 from tabcoder.caafe.cv import BASE_MODELS
 from tabcoder.caafe.engine import CaafeSettings
@@ -60,12 +60,7 @@ def _summary(result: CaafeResult, run_dir: Path, written: list[str]) -> str:
               help="local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamacpp:PATH.gguf, openai:MODEL, "
                    "replay:FILE.jsonl")
 @click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")
-@click.option("--target", help="Target column (default: inferred).")
-@click.option("--id", "id_column", help="Id column (default: inferred, or generated).")
-@click.option("--task-type", type=click.Choice(["binary", "multiclass", "regression"]))
-@click.option("--metric", help="The metric that decides (default: the task's).")
-@click.option("--positive-label", help="Positive class for f1 / roc_auc / log_loss on binary tasks.")
-@click.option("--test", "test_path", type=click.Path(path_type=Path), help="Test table, when TASK is one file.")
+@task_options
 @click.option("--folds", type=int, default=CaafeSettings.folds, show_default=True, help="Cross-validation folds.")
 @click.option("--repeats", type=int, default=CaafeSettings.repeats, show_default=True,
               help="Cross-validation repeats (new folds each).")

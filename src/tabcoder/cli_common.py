@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -25,3 +26,20 @@ def fail_cleanly(command):
             sys.exit(130)
 
     return wrapper
+
+
+def task_options(command):
+    """The options that override what a task's files say (or what is inferred from them)."""
+    options = [
+        click.option("--target", help="Target column (default: inferred from the sample submission or the test file)."),
+        click.option("--id", "id_column", help="Id column (default: inferred, or generated)."),
+        click.option("--task-type", type=click.Choice(["binary", "multiclass", "regression"]),
+                     help="Default: inferred from the target."),
+        click.option("--metric", help="accuracy, balanced_accuracy, f1, macro_f1, roc_auc, log_loss, rmse, mse, mae, "
+                                      "rmsle, r2 (default: the task's, or inferred)."),
+        click.option("--positive-label", help="Positive class for f1 / roc_auc / log_loss on binary tasks."),
+        click.option("--test", "test_path", type=click.Path(path_type=Path), help="Test table, when TASK is one file."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
