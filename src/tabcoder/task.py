@@ -550,9 +550,9 @@ def _integer_valued(series: pd.Series) -> bool:
 def _infer_task_type(y: pd.Series, notes: list[str]) -> str:
     n_distinct = y.nunique()
     if not _is_numeric(y):
-        kind, why = "classification", f"target is {y.dtype}"
+        why = f"target is {y.dtype}"
     elif _integer_valued(y) and (n_distinct == 2 or (n_distinct <= _MAX_CLASSES_INFERRED and n_distinct * 4 <= len(y))):
-        kind, why = "classification", f"integer target with {n_distinct} distinct values"
+        why = f"integer target with {n_distinct} distinct values"
     else:
         notes.append(f"task type 'regression': numeric target with {n_distinct} distinct values")
         return "regression"
