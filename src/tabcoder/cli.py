@@ -194,6 +194,8 @@ main.add_command(caafe_command)
 from tabcoder.cli_search import report_command, resume_command  # noqa: E402
 main.add_command(resume_command)
 main.add_command(report_command)
+from tabcoder.cli_sft import sft_group  # noqa: E402
+main.add_command(sft_group)
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,12 @@
 """LLM backends behind one contract: `get_backend(model_string, **settings).complete(messages)`.
 
 Model strings: `local[:<name>]` (packaged GGUF weights via llama.cpp), `llamacpp:<path.gguf>`,
-`openai:<model>` (any OpenAI-compatible server), `replay:<file.jsonl>`. `ScriptedBackend` is the
+`openai:<model>` (any OpenAI-compatible server), `hf:<path>[,adapter=<path>]` (transformers, for
+fine-tuned models), `replay:<file.jsonl>`. `ScriptedBackend` is the
 in-memory fake for tests. Importing this package imports no heavy library.
 """
 
+from tabcoder.backends import hf as _hf  # noqa: F401  (registers hf)
 from tabcoder.backends import llamacpp as _llamacpp  # noqa: F401  (registers local, llamacpp)
 from tabcoder.backends import openai_backend as _openai_backend  # noqa: F401  (registers openai)
 from tabcoder.backends import replay as _replay  # noqa: F401  (registers replay)

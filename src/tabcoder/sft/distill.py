@@ -1,0 +1,221 @@
+"""Self-distillation: the verified scripts of tabcoder runs, as fine-tuning examples.
+
+For every complete, valid attempt with code in the runs' journals, the example is the chat prompt the
+model saw (`Attempt.messages`, exactly) followed by one assistant message: the script that ran and
+graded, stripped, in the ```python fence the harness expects. Attempts are kept when their score is
+within a relative margin of the best valid score of their task across the runs read. Repairs (a prompt
+holding the failed script, the harness's feedback and the model's diagnosis) can be left out. The
+examples are split by task, so that a task held out for evaluation never appears in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabcoder.errors import ConfigError
+from tabcoder.journal import Attempt, Journal
+from tabcoder.prompting import fence
+from tabcoder.sft.data import Example
+
+log = logging.getLogger(__name__)
+
+DROP_REASONS = ("model_filtered", "pending", "duplicate_of", "invalid", "repair_excluded", "below_threshold",
+                "duplicate")
+
+
+@dataclass
+class DistillResult:
+    """Examples per split, and what happened to every attempt (`summary`, JSON-serialisable)."""
+
+    train: list[Example] = field(default_factory=list)
+    eval: list[Example] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    path: Path
+    task: str
+    model: str
+    attempts: list[Attempt]  # complete and pending, in index order
+
+
+def find_runs(paths) -> list[Path]:
+    """Folders under `paths` (run folders or folders above them) that hold a journal.jsonl.
+    Raises ConfigError for a path that does not exist."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file or folder; give run folders or folders that contain them")
+        if path.is_file() and path.name in ("journal.jsonl", "run.json"):
+            path = path.parent
+        found.update(journal.parent for journal in path.rglob("journal.jsonl"))
+    return sorted(found)
+
+
+def _load_run(folder: Path) -> _Run:
+    """A run folder's task, model and attempts; ValueError says why it cannot be read."""
+    run_json = folder / "run.json"
+    if not run_json.is_file():
+        raise ValueError("no run.json next to journal.jsonl")
+    try:
+        info = json.loads(run_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"run.json is not valid JSON ({exc})") from None
+    task = info.get("task") if isinstance(info, dict) else None
+    name = task.get("name") if isinstance(task, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError("run.json has no task name (task.name)")
+    model = info.get("model") or (info.get("config") or {}).get("model") or ""
+    journal = Journal.load(folder / "journal.jsonl")
+    attempts = sorted(journal.attempts + list(journal.pending.values()), key=lambda a: a.index)
+    return _Run(folder, name, str(model), attempts)
+
+
+def _normalised(code: str) -> str:
+    return re.sub(r"\s+", " ", code).strip()
+
+
+def _eval_split(tasks: list[str], eval_tasks, eval_fraction: float, seed: int) -> set[str]:
+    if eval_tasks:
+        missing = sorted(set(eval_tasks) - set(tasks))
+        if missing:
+            raise ConfigError(f"eval task(s) {', '.join(missing)} not found in the runs; tasks found: "
+                              f"{', '.join(tasks) or 'none'}")
+        return set(eval_tasks)
+    if not eval_fraction:
+        return set()
+    if len(tasks) < 2:
+        raise ConfigError(f"cannot hold out a fraction of the tasks: the runs hold {len(tasks)} task(s) "
+                          f"({', '.join(tasks)}); evaluation needs a task that training never sees")
+    count = min(max(1, round(eval_fraction * len(tasks))), len(tasks) - 1)
+    ranked = sorted(tasks, key=lambda t: hashlib.sha256(f"{seed}:{t}".encode()).hexdigest())
+    return set(ranked[:count])
+
+
+def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = True, eval_tasks=None,
+            eval_fraction: float = 0.0, models=None, seed: int = 0) -> DistillResult:
+    """Examples from the verified attempts of the runs under `run_dirs`.
+
+    within: keep attempts whose score is within this fraction of |best| from their task's best valid
+    score (None: every valid attempt). include_repairs: keep repair attempts. eval_tasks / eval_fraction:
+    the tasks of the "eval" split (named, or a seeded fraction of the tasks found, at least one, never
+    all). models: keep only runs of these model strings (run.json's `model`); the best score of a task is
+    taken over the runs kept. Exact repeats of a script for the same task and kind are kept once.
+    """
+    if within is not None and not (isinstance(within, (int, float)) and 0 <= within and math.isfinite(within)):
+        raise ConfigError(f"within must be a fraction >= 0 (e.g. 0.1), not {within!r}")
+    if not 0 <= eval_fraction < 1:
+        raise ConfigError(f"eval_fraction must be in [0, 1), not {eval_fraction!r}")
+    if eval_tasks and eval_fraction:
+        raise ConfigError("give eval tasks or an eval fraction, not both")
+    eval_tasks = [t for t in (eval_tasks or []) if t]
+    folders = find_runs(run_dirs)
+    searched = [str(p) for p in run_dirs]
+    if not folders:
+        raise ConfigError(f"no tabcoder runs (folders with journal.jsonl and run.json) under {', '.join(searched)}")
+
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    runs, skipped = [], []
+    for folder in folders:
+        try:
+            runs.append(_load_run(folder))
+        except (ValueError, OSError) as exc:
+            log.warning("skipping run folder %s: %s", folder, exc)
+            skipped.append({"run": str(folder), "reason": str(exc)})
+    if not runs:
+        raise ConfigError(f"no readable tabcoder runs under {', '.join(searched)} "
+                          f"({len(skipped)} run folder(s) skipped: {skipped[0]['reason']} in {skipped[0]['run']}, ...)")
+    tasks_found = sorted({run.task for run in runs})
+    seen = sum(len(run.attempts) for run in runs)
+    if models:
+        for run in runs:
+            if run.model not in models:
+                dropped["model_filtered"] += len(run.attempts)
+        runs = [run for run in runs if run.model in models]
+
+    candidates = []  # (run, attempt) of complete, non-repeated, valid attempts with code
+    best: dict[str, dict] = {}
+    for run in runs:
+        for attempt in run.attempts:
+            if attempt.pending:
+                dropped["pending"] += 1
+            elif attempt.duplicate_of is not None:
+                dropped["duplicate_of"] += 1
+            elif not (attempt.valid and attempt.code and attempt.score is not None
+                      and math.isfinite(attempt.score)):
+                dropped["invalid"] += 1
+            else:
+                candidates.append((run, attempt))
+                top = best.get(run.task)
+                if top and (top["metric"], top["greater_is_better"]) != (attempt.metric, attempt.greater_is_better):
+                    raise ConfigError(f"task {run.task} was graded with different metrics in these runs "
+                                      f"({top['metric']} in {top['run']}, {attempt.metric} in {run.path}); "
+                                      f"distill runs of one metric per task")
+                sign = 1 if attempt.greater_is_better else -1
+                if top is None or sign * attempt.score > sign * top["score"]:
+                    best[run.task] = {"score": attempt.score, "metric": attempt.metric,
+                                      "greater_is_better": attempt.greater_is_better, "run": str(run.path),
+                                      "attempt": attempt.index}
+
+    held_out = _eval_split(tasks_found, eval_tasks, eval_fraction, seed)
+    result = DistillResult()
+    keys: set[tuple] = set()
+    per_task: dict[str, dict] = {}
+    for run, attempt in candidates:
+        top = best[run.task]
+        margin = None if within is None else within * abs(top["score"])
+        if attempt.kind == "repair" and not include_repairs:
+            dropped["repair_excluded"] += 1
+            continue
+        if margin is not None and (attempt.score < top["score"] - margin if attempt.greater_is_better
+                                   else attempt.score > top["score"] + margin):
+            dropped["below_threshold"] += 1
+            continue
+        key = (run.task, attempt.kind, _normalised(attempt.code))
+        if key in keys:
+            dropped["duplicate"] += 1
+            continue
+        keys.add(key)
+        meta = {"task": run.task, "kind": attempt.kind, "run": run.path.name, "attempt": attempt.index,
+                "score": attempt.score, "metric": attempt.metric, "model": run.model}
+        messages = [dict(m) for m in attempt.messages]
+        messages.append({"role": "assistant", "content": fence(attempt.code)})
+        try:
+            example = Example.checked(messages, meta, f"{run.path / 'journal.jsonl'} attempt {attempt.index}")
+        except ConfigError as exc:
+            log.warning("skipping attempt: %s", exc)
+            dropped["invalid"] += 1
+            continue
+        split = "eval" if run.task in held_out else "train"
+        getattr(result, split).append(example)
+        counts = per_task.setdefault(run.task, {"split": split, "kept": 0, "by_kind": {}})
+        counts["kept"] += 1
+        counts["by_kind"][attempt.kind] = counts["by_kind"].get(attempt.kind, 0) + 1
+
+    for task in tasks_found:
+        entry = per_task.setdefault(task, {"split": "eval" if task in held_out else "train", "kept": 0, "by_kind": {}})
+        if task in best:
+            entry.update(best_score=best[task]["score"], metric=best[task]["metric"],
+                         greater_is_better=best[task]["greater_is_better"],
+                         best_run=Path(best[task]["run"]).name, best_attempt=best[task]["attempt"])
+    result.summary = {
+        "searched": searched,
+        "runs_read": len(folders) - len(skipped),
+        "runs_skipped": skipped,
+        "attempts_seen": seen,
+        "kept": len(result.train) + len(result.eval),
+        "examples": {"train": len(result.train), "eval": len(result.eval)},
+        "dropped": dropped,
+        "tasks": {"train": [t for t in tasks_found if t not in held_out], "eval": sorted(held_out)},
+        "per_task": {task: per_task[task] for task in sorted(per_task)},
+        "settings": {"within": within, "include_repairs": include_repairs, "eval_tasks": eval_tasks,
+                     "eval_fraction": eval_fraction, "models": list(models) if models else None, "seed": seed},
+    }
+    return result
