@@ -9,13 +9,14 @@ on the CPU in float32 with `threads` threads. torch is imported only when a back
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tabcoder.backends.base import Backend, Completion, Messages, env_int, register
+from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
 from tabcoder.errors import BackendError, ConfigError, LLMError
 
 log = logging.getLogger(__name__)
@@ -110,3 +111,12 @@ def _hf_factory(rest: str, settings: dict[str, Any]) -> Backend:
         return HFBackend(path, adapter, threads=settings.get("threads"), seed=int(settings.get("seed", 0)))
     except ConfigError as exc:
         raise BackendError(str(exc)) from exc
+
+
+@register_status
+def _hf_status() -> list[ModelStatus]:
+    missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
+    if missing:
+        return [ModelStatus("hf:PATH[,adapter=PATH]", False,
+                            f"{', '.join(missing)} not installed; fix: pip install 'tabcoder[sft]'")]
+    return [ModelStatus("hf:PATH[,adapter=PATH]", True, "transformers (a model folder, a .gguf, or a fine-tuned adapter)")]
