@@ -132,6 +132,25 @@ def test_export_gguf_runs_in_llama_cpp_like_the_hf_backend(trained, tmp_path: Pa
 
 
 @pytest.mark.slow
+def test_f16_export_keeps_the_base_metadata(trained, tmp_path: Path) -> None:
+    import gguf
+
+    from tabcoder.sft.export import export
+
+    result = export(str(trained.out), tmp_path / "tuned.gguf")  # f16, the default
+    tuned, base = gguf.GGUFReader(result.gguf), gguf.GGUFReader(json.loads(
+        (trained.out / "sft.json").read_text())["base"]["source_gguf"])
+    kinds = {t.name: t.tensor_type for t in tuned.tensors}
+    assert kinds["blk.0.attn_q.weight"] == gguf.GGMLQuantizationType.F16
+    assert kinds["blk.0.attn_norm.weight"] == gguf.GGMLQuantizationType.F32
+    assert [t.name for t in tuned.tensors] == [t.name for t in base.tensors]
+    for key in ("tokenizer.chat_template", "tokenizer.ggml.model", "llama.block_count"):
+        assert tuned.fields[key].contents() == base.fields[key].contents()
+    with get_backend(f"llamacpp:{result.gguf}", threads=1, n_ctx=1024) as llama:
+        assert llama.complete(PROMPT, temperature=0, max_tokens=8).completion_tokens > 0
+
+
+@pytest.mark.slow
 def test_cli_train_and_export(data_dir: Path, trained, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "cli-out"
