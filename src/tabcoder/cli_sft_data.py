@@ -90,9 +90,12 @@ def import_command(files: tuple[Path, ...], fmt: str, out: Path, eval_fraction: 
               help="Fraction of the tasks (seeded, at least one) held out for evaluation.")
 @click.option("--model", "models", multiple=True, help="Keep only runs of this model string (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-example-copies", is_flag=True,
+              help="Also keep a copy of each example with the prompt a --no-example run shows (no example script).")
 @fail_cleanly
 def distill_command(runs: tuple[Path, ...], out: Path, within: float | None, all_valid: bool, repairs: bool,
-                    eval_tasks: str | None, eval_fraction: float, models: tuple[str, ...], seed: int) -> None:
+                    eval_tasks: str | None, eval_fraction: float, models: tuple[str, ...], seed: int,
+                    no_example_copies: bool) -> None:
     """Turn the verified scripts in RUNS (run folders, or folders containing them) into examples in OUT,
     split by task so that held-out tasks never reach training."""
     from tabcoder.sft.distill import distill
@@ -102,7 +105,7 @@ def distill_command(runs: tuple[Path, ...], out: Path, within: float | None, all
         raise ConfigError("give --within or --all-valid, not both")
     result = distill(list(runs), within=None if all_valid else (0.10 if within is None else within),
                      include_repairs=repairs, eval_tasks=_names(eval_tasks), eval_fraction=eval_fraction,
-                     models=list(models) or None, seed=seed)
+                     models=list(models) or None, seed=seed, no_example_copies=no_example_copies)
     summary = dict(result.summary, command="distill")
     _write(out, {"train": result.train, "eval": result.eval}, summary)
     say(f"{summary['runs_read']} runs read ({len(summary['runs_skipped'])} skipped), "

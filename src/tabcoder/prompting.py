@@ -267,6 +267,28 @@ class PromptBuilder:
         return messages
 
 
+EXAMPLE_INTRO = "A minimal correct script, to start from and improve"
+_EXAMPLE_BLOCK = re.compile(r"\n*^" + re.escape(EXAMPLE_INTRO) + r"[^\n]*\n```python\n.*?^```[ \t]*$", re.DOTALL | re.MULTILINE)
+_EXAMPLE_SWAP = re.compile(r"\n^Start from the minimal correct script above: [^\n]*$", re.MULTILINE)
+
+
+def without_example(messages: Messages) -> Messages | None:
+    """The same messages as a run with `show_example=False` would send, or None when no example is shown.
+
+    Used to make fine-tuning examples that teach writing a working script without the example to copy.
+    """
+    changed = False
+    out = []
+    for message in messages:
+        content = message["content"]
+        if message["role"] != "assistant":
+            stripped = _EXAMPLE_SWAP.sub("", _EXAMPLE_BLOCK.sub("", content))
+            changed = changed or stripped != content
+            content = stripped
+        out.append({**message, "content": content})
+    return out if changed else None
+
+
 def _python_value(value: object) -> object:
     """numpy scalars -> plain Python, so repr() gives a literal the generated code can use."""
     return value.item() if hasattr(value, "item") else value

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt, Journal
-from tabcoder.prompting import fence
+from tabcoder.prompting import fence, without_example
 from tabcoder.sft.data import Example
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _eval_split(tasks: list[str], eval_tasks, eval_fraction: float, seed: int) -
 
 
 def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = True, eval_tasks=None,
-            eval_fraction: float = 0.0, models=None, seed: int = 0) -> DistillResult:
+            eval_fraction: float = 0.0, models=None, seed: int = 0, no_example_copies: bool = False) -> DistillResult:
     """Examples from the verified attempts of the runs under `run_dirs`.
 
     within: keep attempts whose score is within this fraction of |best| from their task's best valid
@@ -108,6 +108,9 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
     the tasks of the "eval" split (named, or a seeded fraction of the tasks found, at least one, never
     all). models: keep only runs of these model strings (run.json's `model`); the best score of a task is
     taken over the runs kept. Exact repeats of a script for the same task and kind are kept once.
+    no_example_copies: for each example whose prompt shows the minimal example script, also keep a copy
+    with the prompt exactly as a run with `--no-example` words it (`prompting.without_example`), so
+    that training also teaches writing a working script with nothing to copy.
     """
     if within is not None and not (isinstance(within, (int, float)) and 0 <= within and math.isfinite(within)):
         raise ConfigError(f"within must be a fraction >= 0 (e.g. 0.1), not {within!r}")
@@ -194,10 +197,14 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
             dropped["invalid"] += 1
             continue
         split = "eval" if run.task in held_out else "train"
-        getattr(result, split).append(example)
+        variants = [example]
+        stripped = without_example(example.messages) if no_example_copies else None
+        if stripped is not None:
+            variants.append(Example(stripped, {**meta, "prompt": "no-example"}))
+        getattr(result, split).extend(variants)
         counts = per_task.setdefault(run.task, {"split": split, "kept": 0, "by_kind": {}})
-        counts["kept"] += 1
-        counts["by_kind"][attempt.kind] = counts["by_kind"].get(attempt.kind, 0) + 1
+        counts["kept"] += len(variants)
+        counts["by_kind"][attempt.kind] = counts["by_kind"].get(attempt.kind, 0) + len(variants)
 
     for task in tasks_found:
         entry = per_task.setdefault(task, {"split": "eval" if task in held_out else "train", "kept": 0, "by_kind": {}})
@@ -216,6 +223,7 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         "tasks": {"train": [t for t in tasks_found if t not in held_out], "eval": sorted(held_out)},
         "per_task": {task: per_task[task] for task in sorted(per_task)},
         "settings": {"within": within, "include_repairs": include_repairs, "eval_tasks": eval_tasks,
-                     "eval_fraction": eval_fraction, "models": list(models) if models else None, "seed": seed},
+                     "eval_fraction": eval_fraction, "models": list(models) if models else None, "seed": seed,
+                     "no_example_copies": no_example_copies},
     }
     return result
