@@ -170,6 +170,23 @@ def test_cli_train_and_export(data_dir: Path, trained, tmp_path: Path) -> None:
     assert (merged / "config.json").is_file() and "hf:" in done.output
 
 
+@pytest.mark.slow
+def test_a_hugging_face_folder_is_a_base_too(data_dir: Path, trained, tmp_path: Path) -> None:
+    from tabcoder.sft.export import export
+
+    folder = json.loads((trained.out / "sft.json").read_text())["base"]["hf_dir"]
+    (tmp_path / "plain").mkdir()
+    for item in Path(folder).iterdir():  # the same weights, without the note of the GGUF they came from
+        if item.name != "tabcoder_base.json":
+            (tmp_path / "plain" / item.name).symlink_to(item)
+    result = train(_config(data_dir, tmp_path / "out", base=str(tmp_path / "plain"), max_steps=1, eval_examples=0))
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+    assert json.loads((result.out / "sft.json").read_text())["base"]["source_gguf"] is None
+    with pytest.raises(ConfigError, match="convert_hf_to_gguf"):
+        export(str(result.out), tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_cli_errors_without_traceback(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(main, ["sft", "train", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])

@@ -6,9 +6,9 @@ fine-tuned models), `replay:<file.jsonl>`. `ScriptedBackend` is the
 in-memory fake for tests. Importing this package imports no heavy library.
 """
 
-from tabcoder.backends import hf as _hf  # noqa: F401  (registers hf)
 from tabcoder.backends import llamacpp as _llamacpp  # noqa: F401  (registers local, llamacpp)
 from tabcoder.backends import openai_backend as _openai_backend  # noqa: F401  (registers openai)
+from tabcoder.backends import hf as _hf  # noqa: F401  (registers hf)
 from tabcoder.backends import replay as _replay  # noqa: F401  (registers replay)
 from tabcoder.backends.base import Backend, Completion, ModelStatus, get_backend, list_models, register, valid_forms
 from tabcoder.backends.replay import ReplayBackend, ScriptedBackend

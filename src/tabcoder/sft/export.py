@@ -175,9 +175,18 @@ def export(source: str, out: Path | None, *, outtype: str = "f16", quantize: str
         raise ConfigError(f"output {out} should end in .gguf")
     if quantize is not None and quantize not in QUANT_TYPES:
         raise ConfigError(f"--quantize {quantize!r} is not one of {', '.join(QUANT_TYPES)}")
+    quantized = out.with_name(f"{out.stem}.{quantize}.gguf") if quantize and out is not None else None
+    if quantized is not None and quantized.exists():
+        raise ConfigError(f"{quantized} exists; choose a new output name (nothing is overwritten)")
     torch = import_torch()
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    base = resolve_base(source)
+    if out is not None and (base.source_gguf is None or not base.source_gguf.is_file()):
+        raise ConfigError(
+            f"the base model {base.hf_dir} did not come from a GGUF file here, so there is no tokenizer and "
+            "metadata to write the GGUF with; write the merged folder with --hf-out DIR and convert it with "
+            "llama.cpp's convert_hf_to_gguf.py DIR, or train from a .gguf base")
     say(f"merging the adapter of {source} into its base model ...")
     model, tokenizer, base = merged_model(source)
     result = ExportResult(gguf=None)
@@ -189,21 +198,13 @@ def export(source: str, out: Path | None, *, outtype: str = "f16", quantize: str
         result.hf_dir = hf_out
         say(f"merged model folder: {hf_out}")
     if out is not None:
-        if base.source_gguf is None or not base.source_gguf.is_file():
-            raise ConfigError(
-                f"the base model {base.hf_dir} did not come from a GGUF file here, so there is no tokenizer and "
-                "metadata to write the GGUF with; write the merged folder with --hf-out DIR and convert it with "
-                "llama.cpp's convert_hf_to_gguf.py DIR, or train from a .gguf base")
         say(f"writing {out} ({outtype}) with the metadata and tokenizer of {base.source_gguf} ...")
         out.parent.mkdir(parents=True, exist_ok=True)
         result.tensors, result.copied = write_gguf(model.state_dict(), model.config, base.source_gguf, out, outtype)
         result.gguf = out
-        if quantize:
-            target = out.with_name(f"{out.stem}.{quantize}.gguf")
-            if target.exists():
-                raise ConfigError(f"{target} exists; choose a new output name")
-            say(f"quantising to {quantize}: {target} ...")
-            result.quantized = quantize_gguf(out, target, quantize, threads)
+        if quantized is not None:
+            say(f"quantising to {quantize}: {quantized} ...")
+            result.quantized = quantize_gguf(out, quantized, quantize, threads)
     result.seconds = time.perf_counter() - t0
     return result
 

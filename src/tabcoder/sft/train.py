@@ -277,7 +277,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     if checkpoint is not None:
         model = load_model(base, device, dtype, adapter=checkpoint / "adapter", trainable=True)
     else:
-        model = get_peft_model(load_model(base, device, dtype), LoraConfig(
+        model = load_model(base, device, dtype)
+        torch.manual_seed(config.seed)  # the adapter's initialisation depends on the seed only
+        model = get_peft_model(model, LoraConfig(
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
     if config.gradient_checkpointing:
@@ -296,6 +298,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
         state = json.loads((checkpoint / "state.json").read_text())
+        torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))  # dropout continues as it was
         _truncate_log(out / "train_log.jsonl", state["step"])
     pad_id = tokenizer.pad_token_id
     say("train_start", {"out": out, "base": base, "device": device, "examples": len(train_items),
@@ -368,6 +371,7 @@ def _save_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any, stat
     model.save_pretrained(tmp / "adapter")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(torch.get_rng_state(), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
