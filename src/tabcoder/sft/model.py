@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ def import_torch() -> Any:
             importlib.import_module(name)
     except ImportError as exc:
         raise ConfigError(f"fine-tuning needs torch, transformers and peft ({exc}); fix: {SFT_EXTRA_FIX}") from exc
+    transformers = importlib.import_module("transformers")
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars; tabcoder prints its own progress
+    transformers.utils.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     return importlib.import_module("torch")
 
 

@@ -401,6 +401,12 @@ def plot_loss(steps_log: list[dict], summary: dict, path: Path) -> None:
         ax.scatter([0], [summary["eval_loss_before"]], color="#c05621", label="held-out loss", zorder=3)
     if summary.get("eval_loss_after") is not None:
         ax.scatter([last], [summary["eval_loss_after"]], color="#c05621", zorder=3)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    values = [r["loss"] for r in steps_log if r["loss"] > 0]
+    if values and max(values) / min(values) > 30:  # examples of very different difficulty: a log scale shows both
+        ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss per learned token")
     ax.grid(alpha=0.3)
