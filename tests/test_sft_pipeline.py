@@ -187,6 +187,14 @@ def test_a_hugging_face_folder_is_a_base_too(data_dir: Path, trained, tmp_path: 
     assert not (tmp_path / "x.gguf").exists()
 
 
+@pytest.mark.slow
+def test_gradient_checkpointing_gives_the_same_losses(data_dir: Path, tmp_path: Path) -> None:
+    plain = train(_config(data_dir, tmp_path / "plain", max_steps=2, eval_examples=1))
+    saved = train(_config(data_dir, tmp_path / "ckpt", max_steps=2, eval_examples=1, gradient_checkpointing=True))
+    for key in ("train_loss_first", "train_loss_last", "eval_loss_after"):
+        assert saved.summary[key] == pytest.approx(plain.summary[key], rel=1e-4), key
+
+
 def test_cli_errors_without_traceback(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(main, ["sft", "train", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
