@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,9 +156,20 @@ def quantize_gguf(source: Path, out: Path, kind: str, threads: int = 1) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[kind])
     params.nthread = threads
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+    with tempfile.TemporaryFile() as captured:  # llama.cpp prints a line per tensor on fd 2: keep it for errors
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        lines = captured.read().decode(errors="replace").strip().splitlines()
     if status != 0 or not out.is_file():
-        raise ConfigError(f"llama.cpp could not quantise {source} to {kind} (status {status})")
+        out.unlink(missing_ok=True)
+        raise ConfigError(f"llama.cpp could not quantise {source} to {kind} (status {status}): "
+                          + " | ".join(lines[-3:]))
     return out
 
 
