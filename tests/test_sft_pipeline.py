@@ -96,6 +96,8 @@ def test_resume_after_an_interruption_gives_the_same_adapter(data_dir: Path, tra
         train(_config(data_dir, out))  # never starts over a run by accident
     with pytest.raises(ConfigError, match="lora_r"):
         train(_config(data_dir, out, lora_r=4), resume=True)
+    with pytest.raises(ConfigError, match="--target"):
+        train(_config(data_dir, tmp_path / "other", target_modules=["no_such_proj"]))
     events = []
     result = train(_config(data_dir, out), resume=True, progress=lambda kind, data: events.append((kind, data)))
     assert next(d for k, d in events if k == "train_start")["resumed_at"] == 3

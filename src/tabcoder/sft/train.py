@@ -279,17 +279,20 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     else:
         model = load_model(base, device, dtype)
         torch.manual_seed(config.seed)  # the adapter's initialisation depends on the seed only
-        model = get_peft_model(model, LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
+        try:
+            model = get_peft_model(model, LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
+        except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
+            raise ConfigError(f"cannot put LoRA adapters on {', '.join(config.target_modules)}: {exc}; "
+                              "name the model's linear layers with --target") from exc
+        if resume:  # interrupted before its first checkpoint: start over, without the old log lines
+            _truncate_log(out / "train_log.jsonl", 0)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ConfigError(f"no LoRA target module found among {config.target_modules}; "
-                          "name the model's linear layers with --target")
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _schedule(s, total_steps, config.warmup_steps))
