@@ -289,7 +289,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
         if resume:  # interrupted before its first checkpoint: start over, without the old log lines
             _truncate_log(out / "train_log.jsonl", 0)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed the method; 4.x has only the old name
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         model.enable_input_require_grads()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
