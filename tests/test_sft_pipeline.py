@@ -242,3 +242,13 @@ def test_hf_model_string() -> None:
         parse_spec("/m,lora=/a")
     with pytest.raises(BackendError, match="does not exist"):
         get_backend("hf:/no/such/model")
+
+
+def test_threads_zero_means_every_core() -> None:
+    import os
+
+    from tabcoder.sft.model import cpu_threads
+
+    assert cpu_threads(0) == (os.cpu_count() or 1) and cpu_threads(3) == 3
+    with pytest.raises(ConfigError, match="threads"):
+        cpu_threads(-1)

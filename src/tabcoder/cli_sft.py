@@ -79,7 +79,8 @@ class TrainProgress:
 @click.option("--save-every", type=int, default=10, show_default=True, help="Checkpoint every N steps.")
 @click.option("--eval-examples", type=int, default=16, show_default=True,
               help="Held-out examples (eval.jsonl) whose loss is measured before and after.")
-@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for torch.")
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="CPU threads for torch; 0: every core (2 threads took 0.59x the time of 1 on 2 vCPUs).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: a CUDA GPU in bfloat16 where there is one, else the CPU in float32.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Less memory, about a third more time per step.")
@@ -116,7 +117,7 @@ def train_command(data: Path, base: str, out: Path, resume: bool, targets: str, 
 @click.option("--quantize", type=click.Choice(["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]),
               help="Also write a copy quantised by llama.cpp (OUTPUT with .<type>.gguf).")
 @click.option("--hf-out", type=click.Path(path_type=Path), help="Also write the merged Hugging Face folder here.")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=0, show_default=True, help="CPU threads; 0: every core.")
 @fail_cleanly
 def export_command(source: Path, output: Path | None, outtype: str, quantize: str | None, hf_out: Path | None,
                    threads: int) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.errors import ConfigError
-from tabcoder.sft.model import import_torch, load_tokenizer, resolve_base
+from tabcoder.sft.model import cpu_threads, import_torch, load_tokenizer, resolve_base
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def quantize_gguf(source: Path, out: Path, kind: str, threads: int = 1) -> Path:
 
 
 def export(source: str, out: Path | None, *, outtype: str = "f16", quantize: str | None = None,
-           hf_out: Path | None = None, threads: int = 1,
+           hf_out: Path | None = None, threads: int = 0,
            progress: Callable[[str], None] | None = None) -> ExportResult:
     """Merge the adapter of `source` and write `out` (GGUF), `hf_out` (merged folder) or both."""
     say = progress or (lambda text: None)
@@ -191,6 +191,7 @@ def export(source: str, out: Path | None, *, outtype: str = "f16", quantize: str
     if quantized is not None and quantized.exists():
         raise ConfigError(f"{quantized} exists; choose a new output name (nothing is overwritten)")
     torch = import_torch()
+    threads = cpu_threads(threads)
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     base = resolve_base(source)

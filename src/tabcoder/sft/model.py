@@ -56,6 +56,15 @@ def import_torch() -> Any:
     return importlib.import_module("torch")
 
 
+def cpu_threads(requested: int) -> int:
+    """`requested` threads, or every CPU core for 0 (torch training scales with cores, unlike llama.cpp
+    generation here: a LoRA step of Qwen2.5-Coder-0.5B took 0.59x the time with 2 threads as with 1 on
+    2 vCPUs, `benchmarks/bench_sft_threads.py`)."""
+    if requested < 0:
+        raise ConfigError(f"threads must be 0 (all cores) or more, not {requested}")
+    return requested or os.cpu_count() or 1
+
+
 def pick_device(requested: str = "auto") -> tuple[str, Any]:
     """(device, dtype): CUDA in bfloat16 where available (or asked for), else the CPU in float32."""
     torch = import_torch()

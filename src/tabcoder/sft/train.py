@@ -36,6 +36,7 @@ from tabcoder.sft.data import Example, read_examples
 from tabcoder.sft.model import (
     TRAIN_MARKER,
     BaseModel,
+    cpu_threads,
     import_torch,
     load_model,
     load_tokenizer,
@@ -70,7 +71,7 @@ class TrainConfig:
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
     save_every: int = 10
     eval_examples: int = 16  # held-out examples scored before and after (0: none)
-    threads: int = 1
+    threads: int = 0  # 0: every CPU core
     device: str = "auto"
     seed: int = 0
     gradient_checkpointing: bool = False
@@ -239,11 +240,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     say = progress or (lambda kind, data: None)
     out = Path(config.out).expanduser()
     config = _check_out(out, config, resume)
-    for name in ("batch_size", "grad_accum", "max_length", "lora_r", "threads"):
+    for name in ("batch_size", "grad_accum", "max_length", "lora_r"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1 (got {getattr(config, name)})")
     torch = import_torch()
-    torch.set_num_threads(config.threads)
+    threads = cpu_threads(config.threads)
+    torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     device, dtype = pick_device(config.device)
     train_file, eval_file = data_files(config.data)
@@ -351,7 +353,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     summary = {
         "steps": state["step"], "examples": len(train_items), "left_out_too_long": too_long,
         "eval_examples": len(eval_items), "eval_left_out_too_long": eval_too_long,
-        "device": device, "threads": config.threads,
+        "device": device, "threads": threads,
         "seconds_per_step": (train_seconds / (state["step"] - first_step)) if state["step"] > first_step else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "train_loss_first": steps_log[0]["loss"] if steps_log else None,
