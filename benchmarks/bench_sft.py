@@ -22,6 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tabcoder.journal import Journal
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -42,16 +44,11 @@ def run_one(model: str, task: str, seed: int, prompt: str, args) -> dict:
         row["error"] = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return row
     run_dir = Path(summary["run_dir"])
-    attempts = {}
-    for line in (run_dir / "journal.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if not record.get("pending"):
-            attempts[record["index"]] = record
-    ordered = [attempts[i] for i in sorted(attempts)]
-    first_valid = next((a["index"] for a in ordered if a.get("valid")), None)
-    row.update(run_dir=str(run_dir), attempts=len(ordered), first_attempt_valid=bool(ordered and ordered[0].get("valid")),
-               first_valid_attempt=first_valid, valid_attempts=sum(bool(a.get("valid")) for a in ordered),
-               repeated=sum(a.get("duplicate_of") is not None for a in ordered),
+    ordered = Journal.load(run_dir / "journal.jsonl").attempts  # complete attempts, in index order
+    first_valid = next((a.index for a in ordered if a.valid), None)
+    row.update(run_dir=str(run_dir), attempts=len(ordered), first_attempt_valid=bool(ordered and ordered[0].valid),
+               first_valid_attempt=first_valid, valid_attempts=sum(a.valid for a in ordered),
+               repeated=sum(a.duplicate_of is not None for a in ordered),
                test_score=summary.get("test_score"), metric=summary.get("metric"),
                final_valid=summary.get("final_valid"))
     return row

@@ -12,7 +12,7 @@ import click
 
 from tabcoder.cli_caafe import CaafeProgress
 from tabcoder.config import CAAFE_PROMPTS, PROMPT_STYLES, STRATEGIES, RunConfig
-from tabcoder.cli_common import fail_cleanly as _fail_cleanly, task_options
+from tabcoder.cli_common import fail_cleanly as _fail_cleanly, model_options, task_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -110,9 +110,7 @@ def _print_result(result, as_json: bool) -> None:
 @main.command("run")
 @click.argument("task", type=click.Path(path_type=Path))
 @task_options
-@click.option("--model", default="local", show_default=True,
-              help="local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamacpp:PATH.gguf, openai:MODEL, replay:FILE.jsonl")
-@click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")
+@model_options
 @click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum number of attempts.")
 @click.option("--time-budget", help="Stop starting new attempts after this long, e.g. 600, 10m, 1h.")
 @click.option("--token-budget", type=int, help="Stop after this many LLM tokens (prompt + completion).")

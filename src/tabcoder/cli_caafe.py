@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from tabcoder.cli_common import fail_cleanly, task_options
+from tabcoder.cli_common import fail_cleanly, model_options, task_options
 
 from tabcoder.caafe.cv import BASE_MODELS
 from tabcoder.caafe.engine import CaafeSettings
@@ -56,10 +56,7 @@ def _summary(result: CaafeResult, run_dir: Path, written: list[str]) -> str:
 @click.option("--features", "n_features", type=int, default=5, show_default=True,
               help="How many feature proposals to ask the model for.")
 @click.option("--max-kept", type=int, help="Stop once this many features were kept.")
-@click.option("--model", default="local", show_default=True,
-              help="local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamacpp:PATH.gguf, openai:MODEL, "
-                   "replay:FILE.jsonl")
-@click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")
+@model_options
 @task_options
 @click.option("--folds", type=int, default=CaafeSettings.folds, show_default=True, help="Cross-validation folds.")
 @click.option("--repeats", type=int, default=CaafeSettings.repeats, show_default=True,

@@ -43,3 +43,13 @@ def task_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+MODEL_HELP = ("local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamacpp:PATH.gguf, openai:MODEL, "
+              "hf:PATH[,adapter=PATH], replay:FILE.jsonl (see `tabcoder models`)")
+
+
+def model_options(command):
+    """--model and --base-url, as every command that talks to one model takes them."""
+    command = click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")(command)
+    return click.option("--model", default="local", show_default=True, help=MODEL_HELP)(command)

@@ -91,6 +91,11 @@ LINEAR_MODELS = {"Classifier": "LogisticRegression(max_iter=2000)",
                  "Regressor": "RidgeCV(alphas=[0.1, 1.0, 10.0, 100.0])"}
 #: The model of the example script (prompts/example.py.j2), which a draft replaces.
 EXAMPLE_MODEL = "{estimator}(n_estimators=200, random_state=0)"
+#: The sentences that introduce the example script (task.j2) and ask a draft to start from it (draft.j2);
+#: `without_example` finds them to rewrite a prompt as a run without the example words it.
+EXAMPLE_INTRO = ("A minimal correct script, to start from and improve (for example with a stronger model, tuned "
+                 "settings or better features):")
+EXAMPLE_SWAP = "Start from the minimal correct script above:"
 
 
 def approach_label(approach: str) -> str:
@@ -193,6 +198,7 @@ class PromptBuilder:
             "timeout_minutes": max(1, int(self.timeout // 60)),
             "metric_tips": [METRIC_TIPS[spec.name]] if spec.name in METRIC_TIPS else [],
             "example": self.example() if self.show_example else "",
+            "example_intro": EXAMPLE_INTRO,
             "guidance": self.guidance,
         }
 
@@ -219,7 +225,8 @@ class PromptBuilder:
         """A draft asked for one modelling `approach` (as a swap of the example's model when the example is
         shown), told which approaches the `earlier` drafts use."""
         replaced = EXAMPLE_MODEL.format(estimator=self._example_estimator()) if self.show_example else None
-        ask = self._render("draft.j2", approach=approach, replaced=replaced, earlier=list(earlier))
+        ask = self._render("draft.j2", approach=approach, replaced=replaced, earlier=list(earlier),
+                           example_swap=EXAMPLE_SWAP)
         return self._messages(self.task_text, None, ask)
 
     def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str) -> Messages:
@@ -267,9 +274,8 @@ class PromptBuilder:
         return messages
 
 
-EXAMPLE_INTRO = "A minimal correct script, to start from and improve"
-_EXAMPLE_BLOCK = re.compile(r"\n*^" + re.escape(EXAMPLE_INTRO) + r"[^\n]*\n```python\n.*?^```[ \t]*$", re.DOTALL | re.MULTILINE)
-_EXAMPLE_SWAP = re.compile(r"\n^Start from the minimal correct script above: [^\n]*$", re.MULTILINE)
+_EXAMPLE_BLOCK = re.compile(r"\n*^" + re.escape(EXAMPLE_INTRO) + r"\n```python\n.*?^```[ \t]*$", re.DOTALL | re.MULTILINE)
+_EXAMPLE_SWAP = re.compile(r"\n^" + re.escape(EXAMPLE_SWAP) + r" [^\n]*$", re.MULTILINE)
 
 
 def without_example(messages: Messages) -> Messages | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
+from tabcoder.backends.llamacpp import DEFAULT_THREADS, THREADS_ENV
 from tabcoder.errors import BackendError, ConfigError, LLMError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class HFBackend(Backend):
         except ConfigError as exc:
             raise BackendError(str(exc)) from exc
         self._torch = torch
-        self.threads = threads if threads is not None else env_int("TABCODER_THREADS", 1)
+        self.threads = threads if threads is not None else env_int(THREADS_ENV, DEFAULT_THREADS)
         torch.set_num_threads(self.threads)
         self.model_id = f"hf:{path}" + (f",adapter={adapter}" if adapter else "")
         self.seed = seed

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.errors import ConfigError
-from tabcoder.sft.model import cpu_threads, import_torch, load_tokenizer, resolve_base
+from tabcoder.sft.model import BaseModel, cpu_threads, import_torch, load_tokenizer, resolve_base
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,19 @@ class ExportResult:
     copied: list[str] = field(default_factory=list)  # tensors taken unchanged from the base GGUF
 
 
-def merged_model(source: str) -> tuple[Any, Any, Any]:
-    """(merged model, tokenizer, BaseModel) for a fine-tuning output or adapter folder."""
+def merged_model(base: BaseModel) -> tuple[Any, Any]:
+    """(merged model, tokenizer) of a base with its adapter (`resolve_base` of a fine-tuning output)."""
     import_torch()
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = resolve_base(source)
     if base.adapter_dir is None:
-        raise ConfigError(f"{source} holds no LoRA adapter; give the output folder of `tabcoder sft train` "
+        raise ConfigError(f"{base.hf_dir} holds no LoRA adapter; give the output folder of `tabcoder sft train` "
                           "(or its adapter/ folder)")
     model = AutoModelForCausalLM.from_pretrained(base.hf_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(model, base.adapter_dir).merge_and_unload()
-    return model, load_tokenizer(base), base
+    return model, load_tokenizer(base)
 
 
 def _permute(weights: Any, n_head: int) -> Any:
@@ -201,7 +200,7 @@ def export(source: str, out: Path | None, *, outtype: str = "f16", quantize: str
             "metadata to write the GGUF with; write the merged folder with --hf-out DIR and convert it with "
             "llama.cpp's convert_hf_to_gguf.py DIR, or train from a .gguf base")
     say(f"merging the adapter of {source} into its base model ...")
-    model, tokenizer, base = merged_model(source)
+    model, tokenizer = merged_model(base)
     result = ExportResult(gguf=None)
     if hf_out is not None:
         model.save_pretrained(hf_out)

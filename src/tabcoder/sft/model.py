@@ -11,6 +11,7 @@ there is one, else the CPU in float32.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -42,6 +43,7 @@ class BaseModel:
     adapter_dir: Path | None = None
 
 
+@functools.cache
 def import_torch() -> Any:
     """torch, after checking that transformers and peft import too (the `sft` extra)."""
     try:

@@ -15,7 +15,7 @@ scheduler, step), and what a run leaves in its output folder:
     summary.json        steps, seconds per step, peak memory, losses before/after
 
 Logits are computed only at positions whose next token is learned (`logits_to_keep`), which saves the
-output layer's work on prompt tokens; on a large vocabulary that is a sizeable share of a step.
+output layer's work (and the memory of its logits) on prompt tokens.
 """
 
 from __future__ import annotations
@@ -91,8 +91,7 @@ class Encoded:
 class TrainResult:
     out: Path
     adapter_dir: Path
-    steps: int
-    summary: dict
+    summary: dict  # steps, seconds per step, peak memory, losses (also in summary.json)
 
 
 Progress = Callable[[str, dict], None]
@@ -166,7 +165,7 @@ def _batches(n: int, config: TrainConfig, total_steps: int) -> list[list[list[in
 
 
 def _collate(items: list[Encoded], pad_id: int, device: str) -> dict:
-    torch = import_torch()
+    import torch  # imported and checked by train()
     width = max(len(item.input_ids) for item in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), -100, dtype=torch.long)
@@ -183,7 +182,7 @@ def _collate(items: list[Encoded], pad_id: int, device: str) -> dict:
 
 def _loss_sum(model: Any, batch: dict) -> tuple[Any, int]:
     """Summed cross-entropy over learned tokens, and how many there are (logits only where needed)."""
-    torch = import_torch()
+    import torch  # imported and checked by train()
     targets = batch["labels"][:, 1:]
     learned = (targets != -100).any(dim=0).nonzero().squeeze(-1)  # positions whose next token is learned
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=learned)
@@ -198,7 +197,7 @@ def evaluate(model: Any, items: list[Encoded], pad_id: int, device: str) -> floa
     """Mean loss per learned token over `items` (None when there are none)."""
     if not items:
         return None
-    torch = import_torch()
+    import torch  # imported and checked by train()
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -210,7 +209,7 @@ def evaluate(model: Any, items: list[Encoded], pad_id: int, device: str) -> floa
     return total / max(1, count)
 
 
-def _check_out(out: Path, config: TrainConfig, resume: bool) -> TrainConfig:
+def _check_out(out: Path, config: TrainConfig, resume: bool) -> None:
     marker = out / TRAIN_MARKER
     if resume:
         if not marker.is_file():
@@ -223,11 +222,9 @@ def _check_out(out: Path, config: TrainConfig, resume: bool) -> TrainConfig:
             raise ConfigError(f"--resume with settings that differ from the run's start: {', '.join(differing)}; "
                               f"the run in {out} started with " +
                               ", ".join(f"{k}={started[k]!r}" for k in differing))
-        return config
-    if out.exists() and any(out.iterdir()):
+    elif out.exists() and any(out.iterdir()):
         hint = " (a fine-tuning run: add --resume to continue it)" if marker.is_file() else ""
         raise ConfigError(f"output folder {out} exists and is not empty{hint}; choose a new --out")
-    return config
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -239,7 +236,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     """Train a LoRA adapter; see the module docstring for what `config.out` receives."""
     say = progress or (lambda kind, data: None)
     out = Path(config.out).expanduser()
-    config = _check_out(out, config, resume)
+    _check_out(out, config, resume)
     for name in ("batch_size", "grad_accum", "max_length", "lora_r"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1 (got {getattr(config, name)})")
@@ -365,11 +362,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_loss(steps_log, summary, out / "loss.png")
     say("train_end", {"summary": summary, "adapter_dir": adapter_dir})
-    return TrainResult(out, adapter_dir, state["step"], summary)
+    return TrainResult(out, adapter_dir, summary)
 
 
 def _save_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any, state: dict) -> None:
-    torch = import_torch()
+    import torch  # imported and checked by train()
     root = out / "checkpoints"
     final = root / f"step-{state['step']:06d}"
     tmp = root / f".tmp-{state['step']:06d}"
