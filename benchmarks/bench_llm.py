@@ -1,13 +1,17 @@
-"""LLM throughput: tabcoder's llama.cpp backend vs llama-cpp-python called directly, same settings.
+"""LLM throughput: tabcoder's local backend (the model in its own process, over HTTP) vs
+llama-cpp-python called directly in this process, same GGUF and settings; and llama.cpp's extra
+buffer types (repacked weights, AMX) on vs off.
 
-Both sides load the same GGUF with the same threads / n_ctx / n_batch / seed and answer the same
-chat prompt at temperature 0 with the same max_tokens; calls alternate order across repeats. Each
-call's prompt starts with a fresh nonce so nothing is reused from the KV cache, and prompt and
-generation speeds are read from llama.cpp's own perf counters (identical method on both sides).
-Also reports the prefix-cache effect (same system message, new user message) and, with
---threads-sweep, tokens/s per thread count.
+Both sides answer the same chat prompt at temperature 0 with the same max_tokens; calls alternate
+order across repeats. Each call's prompt starts with a fresh nonce so nothing is reused from the KV
+cache. Prompt time is the first llama.cpp eval of the call (the prompt batch), measured the same way on
+both sides (`LlamaCppBackend`'s probe; the server reports it in `timings`); generation time is the rest
+of the call's wall time, so the process side's figure includes its HTTP round trip. Also reports the
+prefix-cache effect (same system message, new user message) on both sides, and, with --threads-sweep,
+tokens/s per thread count.
 
     python benchmarks/bench_llm.py --model local:qwen2.5-coder-0.5b --repeats 3
+    python benchmarks/bench_llm.py --extra-bufts-sweep          # on vs off, in this process
     python benchmarks/bench_llm.py --threads-sweep 1,2
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import statistics
 import sys
 import time
@@ -24,11 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
-
-from tabcoder.backends import get_backend
-from tabcoder.backends.llamacpp import LlamaCppBackend
-from tabcoder.backends.weights import ensure_model
+from tabcoder.backends import Backend, get_backend
+from tabcoder.backends.llamacpp import LlamaCppBackend, cpu_flags, resolve_extra_bufts
+from tabcoder.backends.weights import DEFAULT_LOCAL_MODEL, ensure_model
 
 SYSTEM = (
     "You are an expert machine-learning engineer. You write one complete, runnable Python script that "
@@ -50,7 +53,7 @@ USER = "Write the script. Start with a short plan as Python comments, then the c
 
 @dataclass
 class Sample:
-    prompt_tokens: int
+    prompt_tokens: int  # evaluated (not taken from the cache)
     prompt_s: float
     gen_tokens: int
     gen_s: float
@@ -70,21 +73,19 @@ def messages(nonce: str, user: str = USER) -> list[dict[str, str]]:
     return [{"role": "system", "content": f"Session {nonce}.\n{SYSTEM}"}, {"role": "user", "content": user}]
 
 
-def timed_call(llm: llama_cpp.Llama, call: Any, *args: Any, **kwargs: Any) -> tuple[Any, Sample]:
-    """Run `call(*args, **kwargs)` and read llama.cpp's perf counters for it (prompt batch vs 1-token decodes)."""
-    llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+def timed(backend: Backend, msgs: list[dict[str, str]], **opts: Any) -> Sample:
     t0 = time.perf_counter()
-    result = call(*args, **kwargs)
+    c = backend.complete(msgs, **opts)
     wall = time.perf_counter() - t0
-    perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
-    text = result.text if hasattr(result, "text") else result["choices"][0]["message"]["content"]
-    return result, Sample(perf.n_p_eval, perf.t_p_eval_ms / 1e3, perf.n_eval, perf.t_eval_ms / 1e3, wall, text)
+    prompt_s = c.prompt_seconds or 0.0
+    evaluated = c.prompt_tokens - (c.cached_prompt_tokens or 0)
+    return Sample(evaluated, prompt_s, c.completion_tokens, max(1e-9, wall - prompt_s), wall, c.text)
 
 
 def resolve_gguf(model: str) -> Path:
     scheme, _, rest = model.partition(":")
     if scheme == "local":
-        return ensure_model(rest or "qwen2.5-coder-1.5b")
+        return ensure_model(rest or DEFAULT_LOCAL_MODEL)
     if scheme == "llamacpp":
         return Path(rest)
     sys.exit(f"bench_llm compares llama.cpp backends only; got {model!r}")
@@ -94,72 +95,91 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def compare(args: argparse.Namespace) -> None:
-    gguf = resolve_gguf(args.model)
-    settings = dict(threads=args.threads, n_ctx=args.n_ctx, n_batch=args.n_batch, seed=0)
-    backend = get_backend(args.model, **settings)
-    assert isinstance(backend, LlamaCppBackend)
-    direct = llama_cpp.Llama(
-        model_path=str(gguf), n_ctx=args.n_ctx, n_batch=args.n_batch, n_threads=args.threads,
-        n_threads_batch=args.threads, seed=0, verbose=False,
-    )
-    opts = dict(temperature=0.0, top_p=0.95, max_tokens=args.max_tokens, seed=0)
-    print(f"model {args.model} ({gguf.name}), threads={args.threads}, n_ctx={args.n_ctx}, "
-          f"max_tokens={args.max_tokens}, repeats={args.repeats}")
-    results: dict[str, list[Sample]] = {"direct": [], "backend": []}
-    for r in range(args.repeats):
+def side_by_side(backends: dict[str, Backend], repeats: int, max_tokens: int) -> dict[str, list[Sample]]:
+    names = list(backends)
+    results: dict[str, list[Sample]] = {n: [] for n in names}
+    opts = dict(temperature=0.0, top_p=0.95, max_tokens=max_tokens, seed=0)
+    for r in range(repeats):
         msgs = messages(uuid.uuid4().hex[:8])  # fresh prefix: no KV reuse on either side
-        order = ["direct", "backend"] if r % 2 == 0 else ["backend", "direct"]
-        for side in order:
-            if side == "direct":
-                _, s = timed_call(direct, direct.create_chat_completion, messages=msgs, **opts)
-            else:
-                _, s = timed_call(backend._llm, backend.complete, msgs, **opts)
-            results[side].append(s)
-            print(f"  repeat {r + 1} {side:7s}: prompt {s.prompt_tokens} tok {s.prompt_tps:7.1f} tok/s | "
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            s = timed(backends[name], msgs, **opts)
+            results[name].append(s)
+            print(f"  repeat {r + 1} {name:9s}: prompt {s.prompt_tokens} tok {s.prompt_tps:7.1f} tok/s | "
                   f"gen {s.gen_tokens} tok {s.gen_tps:6.1f} tok/s | wall {s.wall_s:6.2f} s")
-    same = all(a.text == b.text for a, b in zip(results["direct"], results["backend"]))
-    print(f"\n{'median':10s} {'prompt tok/s':>13s} {'gen tok/s':>10s} {'wall s':>8s}")
-    for side, samples in results.items():
-        print(f"{side:10s} {med([s.prompt_tps for s in samples]):13.1f} {med([s.gen_tps for s in samples]):10.1f} "
-              f"{med([s.wall_s for s in samples]):8.2f}")
-    d, b = results["direct"], results["backend"]
-    print(f"{'ratio b/d':10s} {med([s.prompt_tps for s in b]) / med([s.prompt_tps for s in d]):13.3f} "
-          f"{med([s.gen_tps for s in b]) / med([s.gen_tps for s in d]):10.3f} "
-          f"{med([s.wall_s for s in b]) / med([s.wall_s for s in d]):8.3f}")
-    print(f"identical outputs: {same}")
+    return results
 
-    # Prefix cache: same system message, different user message.
+
+def table(results: dict[str, list[Sample]], ratio_label: str) -> None:
+    print(f"\n{'median':12s} {'prompt tok/s':>13s} {'gen tok/s':>10s} {'wall s':>8s}")
+    for side, samples in results.items():
+        print(f"{side:12s} {med([s.prompt_tps for s in samples]):13.1f} {med([s.gen_tps for s in samples]):10.1f} "
+              f"{med([s.wall_s for s in samples]):8.2f}")
+    a, b = list(results.values())
+    print(f"{ratio_label:12s} {med([s.prompt_tps for s in b]) / med([s.prompt_tps for s in a]):13.3f} "
+          f"{med([s.gen_tps for s in b]) / med([s.gen_tps for s in a]):10.3f} "
+          f"{med([s.wall_s for s in b]) / med([s.wall_s for s in a]):8.3f}")
+    print(f"identical outputs: {all(x.text == y.text for x, y in zip(a, b))}")
+
+
+def prefix_cache(name: str, backend: Backend) -> float:
+    """Prompt seconds saved by the cache on a second call that shares the system message."""
     nonce = uuid.uuid4().hex[:8]
     first = backend.complete(messages(nonce), temperature=0.0, max_tokens=8)
     second = backend.complete(messages(nonce, USER + " Use gradient boosting."), temperature=0.0, max_tokens=8)
-    print("\nprefix cache (backend, same system message, new user message):")
-    for label, c in (("first", first), ("second", second)):
-        print(f"  {label:6s}: prompt {c.prompt_tokens} tok, cached {c.cached_prompt_tokens}, "
-              f"prompt time {c.prompt_seconds:.2f} s")
-    backend.close()
+    saved = (first.prompt_seconds or 0) - (second.prompt_seconds or 0)
+    print(f"  {name:9s}: first prompt {first.prompt_tokens} tok in {first.prompt_seconds:.2f} s; second "
+          f"{second.prompt_tokens} tok, {second.cached_prompt_tokens} cached, in {second.prompt_seconds:.2f} s "
+          f"(saved {saved:.2f} s)")
+    return saved
+
+
+def compare(args: argparse.Namespace) -> None:
+    gguf = resolve_gguf(args.model)
+    extra = resolve_extra_bufts(args.extra_bufts)
+    print(f"model {args.model} ({gguf.name}), threads={args.threads}, n_ctx={args.n_ctx}, "
+          f"max_tokens={args.max_tokens}, repeats={args.repeats}, extra buffer types {'on' if extra else 'off'}")
+    direct = LlamaCppBackend(gguf, model_id="direct", threads=args.threads, n_ctx=args.n_ctx,
+                             n_batch=args.n_batch, extra_bufts=extra)
+    process = get_backend(args.model, threads=args.threads, n_ctx=args.n_ctx, n_batch=args.n_batch,
+                          extra_bufts="on" if extra else "off")
+    results = side_by_side({"direct": direct, "process": process}, args.repeats, args.max_tokens)
+    table(results, "process/dir")
+    print("\nprefix cache (same system message, new user message):")
+    saved = {name: prefix_cache(name, b) for name, b in (("direct", direct), ("process", process))}
+    if saved["direct"] > 0:
+        print(f"  saved by the process / saved directly: {saved['process'] / saved['direct']:.3f}")
+    process.close()
     direct.close()
 
 
+def extra_bufts_sweep(args: argparse.Namespace) -> None:
+    gguf = resolve_gguf(args.model)
+    print(f"extra buffer types off vs on, model {args.model}, threads={args.threads}, n_ctx={args.n_ctx}, "
+          f"max_tokens={args.max_tokens}, repeats={args.repeats}, in this process")
+    backends: dict[str, Backend] = {
+        f"bufts {label}": LlamaCppBackend(gguf, model_id=label, threads=args.threads, n_ctx=args.n_ctx,
+                                         n_batch=args.n_batch, extra_bufts=label == "on")
+        for label in ("off", "on")}
+    results = side_by_side(backends, args.repeats, args.max_tokens)
+    table(results, "on/off")
+    for backend in backends.values():
+        backend.close()
+
+
 def sweep(args: argparse.Namespace) -> None:
+    gguf = resolve_gguf(args.model)
     counts = [int(x) for x in args.threads_sweep.split(",")]
     print(f"thread sweep, model {args.model}, n_ctx={args.n_ctx}, max_tokens={args.max_tokens}, "
           f"repeats={args.repeats}, order rotated per repeat (median)")
-    backends = {n: get_backend(args.model, threads=n, n_ctx=args.n_ctx, n_batch=args.n_batch) for n in counts}
-    samples: dict[int, list[Sample]] = {n: [] for n in counts}
-    for r in range(args.repeats):
-        msgs = messages(uuid.uuid4().hex[:8])
-        rotated = counts[r % len(counts):] + counts[: r % len(counts)]
-        for n in rotated:
-            backend = backends[n]
-            assert isinstance(backend, LlamaCppBackend)
-            _, s = timed_call(backend._llm, backend.complete, msgs, temperature=0.0, max_tokens=args.max_tokens, seed=0)
-            samples[n].append(s)
-    print(f"{'threads':>7s} {'prompt tok/s':>13s} {'gen tok/s':>10s} {'wall s':>8s}")
-    for n in counts:
-        backends[n].close()
-        ss = samples[n]
-        print(f"{n:7d} {med([s.prompt_tps for s in ss]):13.1f} {med([s.gen_tps for s in ss]):10.1f} "
+    backends: dict[str, Backend] = {
+        f"{n} threads": LlamaCppBackend(gguf, model_id=str(n), threads=n, n_ctx=args.n_ctx, n_batch=args.n_batch,
+                                        extra_bufts=resolve_extra_bufts(args.extra_bufts))
+        for n in counts}
+    results = side_by_side(backends, args.repeats, args.max_tokens)
+    print(f"{'threads':>9s} {'prompt tok/s':>13s} {'gen tok/s':>10s} {'wall s':>8s}")
+    for name, ss in results.items():
+        backends[name].close()
+        print(f"{name:>9s} {med([s.prompt_tps for s in ss]):13.1f} {med([s.gen_tps for s in ss]):10.1f} "
               f"{med([s.wall_s for s in ss]):8.2f}")
 
 
@@ -171,12 +191,18 @@ def main() -> None:
     p.add_argument("--n-ctx", type=int, default=4096)
     p.add_argument("--n-batch", type=int, default=512)
     p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--extra-bufts", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--extra-bufts-sweep", action="store_true", help="extra buffer types off vs on, in this process")
     p.add_argument("--threads-sweep", default=None, help="comma-separated thread counts, e.g. 1,2")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"cpus {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")) or f in ("f16c", "fma"))
+    print(f"cpus {os.cpu_count()}, {platform.processor() or platform.machine()}, flags {' '.join(flags)}, "
+          f"load average before: {os.getloadavg()[0]:.2f}")
     if args.threads_sweep:
         sweep(args)
+    elif args.extra_bufts_sweep:
+        extra_bufts_sweep(args)
     else:
         compare(args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

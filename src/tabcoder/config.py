@@ -41,6 +41,7 @@ class RunConfig:
     max_tokens: int = 1536
     threads: int = 1
     n_ctx: int = 8192
+    llm_timeout: float | None = None  # seconds per model call; None: the backend's default for its kind
     # strategy and budgets
     strategy: str = "reflexion"
     iterations: int = 4
@@ -80,6 +81,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.time_budget = parse_duration(self.time_budget)
         self.timeout = parse_duration(self.timeout)
+        self.llm_timeout = parse_duration(self.llm_timeout)
         self.out_dir = Path(self.out_dir)
         if self.answers is not None:
             self.answers = Path(self.answers)
@@ -91,6 +93,7 @@ class RunConfig:
         checks = [
             (self.iterations >= 1, f"--iterations must be at least 1 (got {self.iterations})."),
             (self.timeout > 0, f"--timeout must be positive (got {self.timeout})."),
+            (self.llm_timeout is None or self.llm_timeout > 0, f"--llm-timeout must be positive (got {self.llm_timeout})."),
             (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive."),
             (self.token_budget is None or self.token_budget > 0, "--token-budget must be positive."),
             (0.0 <= self.temperature <= 2.0, f"--temperature must be within [0, 2] (got {self.temperature})."),

@@ -32,7 +32,7 @@ from tabcoder.backends import Backend, ReplayBackend, get_backend
 from tabcoder.caafe import (CaafeResult, include_feature_code, read_result, run_caafe, solution_guidance,
                             write_outputs)
 from tabcoder.config import RunConfig
-from tabcoder.errors import ConfigError, RunDirError, TaskError
+from tabcoder.errors import ConfigError, LLMError, RunDirError, TaskError
 from tabcoder.evaluation import (
     SCRIPT_NAME,
     SUBMISSION_NAME,
@@ -64,7 +64,9 @@ CONFIRM_SHARE = 0.15  # under a time budget, fold confirmation may use at most t
 SETUP_SECONDS = 1.0  # preparing a workspace, per final step (run_seconds already include starting Python)
 #: Options `resume` may change; the others define the run (its split, prompts, search) and stay as they were.
 RESUMABLE = ("iterations", "time_budget", "token_budget", "workers", "answers", "model", "base_url", "threads",
-             "n_ctx", "timeout", "memory_mb")
+             "n_ctx", "timeout", "memory_mb", "llm_timeout")
+#: The exit status of a run whose search the model cut short (see `Result.cut_short`).
+EXIT_CUT_SHORT = 3
 
 
 @dataclass
@@ -87,6 +89,15 @@ class Result:
     seconds: float
     confirmed_score: Score | None = None  # mean score of the chosen attempt on the confirmation folds
     selection: dict | None = None  # how the final attempt was chosen (see `Selection.to_dict`)
+    cut_short: str | None = None  # why the model stopped the search early (retries spent, process died)
+
+    @property
+    def exit_code(self) -> int:
+        """0: a valid final submission; 1: none; 3: the model failed mid-search (what was found is finalised;
+        `tabcoder resume` continues the search)."""
+        if self.cut_short:
+            return EXIT_CUT_SHORT
+        return 0 if self.final_valid else 1
 
     @property
     def gap(self) -> dict[str, float] | None:
@@ -113,6 +124,7 @@ class Result:
             "submission": None if self.submission is None else str(self.submission),
             "solution": None if self.solution is None else str(self.solution),
             "stop_reason": self.stop_reason,
+            "cut_short": self.cut_short,
             "attempts": self.attempts,
             "valid_attempts": self.valid_attempts,
             "tokens": self.tokens,
@@ -252,7 +264,8 @@ class _Collaborators:
     def __init__(self, config: RunConfig, backend: Backend | None, sandbox: Sandbox | None) -> None:
         self.own_backend = backend is None
         self.backend = backend if backend is not None else get_backend(
-            config.model, threads=config.threads, n_ctx=config.n_ctx, base_url=config.base_url, seed=config.seed)
+            config.model, threads=config.threads, n_ctx=config.n_ctx, base_url=config.base_url, seed=config.seed,
+            llm_timeout=config.llm_timeout)
         self.sandbox = sandbox or LocalSandbox(memory_mb=config.memory_mb, threads=config.threads)
 
     def __enter__(self) -> tuple[Backend, Sandbox]:
@@ -365,16 +378,25 @@ def _clear_outputs(run_dir: Path) -> None:
 
 
 def _execute(state: RunState) -> Result:
+    """Search, then choose and refit. A model that fails for good (retries spent, its process gone) stops
+    the search but not the run: what was found is confirmed, refit and written like any other end."""
     strategy = _make_strategy(state)
+    cut_short = None
     try:
         stop_reason = strategy.run(state.journal)
     except KeyboardInterrupt:
         stop_reason = "interrupted"
         state.emit("interrupted", {"attempts": len(state.journal.attempts)})
         strategy.settle()
+    except LLMError as exc:
+        cut_short = str(exc)
+        stop_reason = "the model failed"
+        strategy.settle()
+        state.emit("search_cut", {"error": cut_short, "attempts": len(state.journal.attempts),
+                                  "valid": sum(a.valid for a in state.journal.attempts)})
     selection = _select(state)
     final = _finalize(state, selection.order)
-    return _conclude(state, stop_reason, selection, final)
+    return _conclude(state, stop_reason, selection, final, cut_short)
 
 
 def _make_strategy(state: RunState) -> SearchStrategy:
@@ -600,7 +622,8 @@ def _finalize(state: RunState, candidates: list[Attempt]) -> dict:
     return {"valid": False, "problems": problems, "attempt": candidates[0]}
 
 
-def _conclude(state: RunState, stop_reason: str, selection: Selection, final: dict) -> Result:
+def _conclude(state: RunState, stop_reason: str, selection: Selection, final: dict,
+              cut_short: str | None = None) -> Result:
     journal = state.journal
     chosen = final.get("attempt") or journal.best()
     result = Result(
@@ -611,7 +634,7 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: di
         attempts=len(journal.attempts), valid_attempts=sum(a.valid for a in journal.attempts),
         tokens=journal.tokens, seconds=state.clock() - state.started,
         confirmed_score=selection.confirmed.get(chosen.index) if chosen else None,
-        selection=selection.to_dict())
+        selection=selection.to_dict(), cut_short=cut_short)
     state.meta["result"] = result.summary()
     state.meta["selection"] = selection.to_dict()
     state.meta["finished"] = datetime.now(timezone.utc).isoformat()

@@ -144,7 +144,7 @@ def list_models() -> list[ModelStatus]:
     return out
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int = 1) -> int:
     """An integer from the environment (e.g. TABCODER_THREADS), or `default` when unset/empty."""
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -153,6 +153,6 @@ def env_int(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} must be >= 1")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be >= {minimum}")
     return value

@@ -1,7 +1,17 @@
 """llama.cpp backends: `local[:<name>]` (packaged weights) and `llamacpp:<path.gguf>` (any GGUF file).
 
-Scope: loading a GGUF once with llama-cpp-python, chat completions with the GGUF's own chat
-template, and per-call accounting. llama-cpp-python keeps the previous call's tokens in its KV cache
+Scope: `LocalBackend`, what both model strings build: a client of the model's own process
+(`tabcoder.backends.llama_server`, supervised by `tabcoder.backends.model_process`), so that a native
+crash, an abort or an out-of-memory kill of llama.cpp is an `LLMError` that names what happened, not a
+dead run. One process per model and settings serves every backend of this process (and of child processes
+under `share_servers`). `LlamaCppBackend` is the model in-process, as that server runs it: loading a GGUF
+once with llama-cpp-python, chat completions with the GGUF's own chat template, and per-call accounting.
+
+Extra buffer types (llama.cpp's repacked weights for AVX2/AVX-512 and its AMX matmul) are a setting
+(`extra_bufts`, or `TABCODER_EXTRA_BUFTS=auto|on|off`): `auto` turns them off on CPUs with Intel AMX,
+where the AMX path crashed with SIGSEGV on the packaged Q4_K_M weights, and otherwise follows
+`EXTRA_BUFTS_WITHOUT_AMX`, chosen by measurement (benchmarks/bench_llm.py, docs/local-model.md).
+ llama-cpp-python keeps the previous call's tokens in its KV cache
 and re-evaluates only the part of the new prompt after the longest common prefix; we observe this by
 wrapping the instance's `eval` (which `Llama.generate` calls first with exactly the prompt tokens
 still to evaluate, with `n_tokens` already set to the reused prefix), giving `cached_prompt_tokens`
@@ -10,8 +20,10 @@ and `prompt_seconds`. `llama_cpp` is imported only when a backend is built.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -19,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tabcoder.backends import model_process
 from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
 from tabcoder.backends.weights import (
     CATALOG,
@@ -35,7 +48,38 @@ log = logging.getLogger(__name__)
 THREADS_ENV = "TABCODER_THREADS"
 DEFAULT_THREADS = 1  # measured: on a 2-vCPU box one thread generates faster than two
 DEFAULT_N_CTX = 8192
-LLAMACPP_SETTINGS = ("threads", "n_ctx", "n_batch", "seed", "verbose")
+LLAMACPP_SETTINGS = ("threads", "n_ctx", "n_batch", "seed", "verbose", "extra_bufts", "llm_timeout")
+EXTRA_BUFTS_ENV = "TABCODER_EXTRA_BUFTS"
+EXTRA_BUFTS_CHOICES = ("auto", "on", "off")
+EXTRA_BUFTS_WITHOUT_AMX = False  # measured on AVX2 and AVX-512 machines: see docs/local-model.md
+DEFAULT_LOCAL_TIMEOUT = 600.0  # one call: a full 8k-token prompt (~25 tok/s) plus 1,536 tokens at ~10 tok/s
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_extra_bufts(value: str | bool | None = None) -> bool:
+    """Whether to load with llama.cpp's extra buffer types: the setting, else TABCODER_EXTRA_BUFTS, else auto."""
+    if isinstance(value, bool):
+        return value
+    choice = (value or os.environ.get(EXTRA_BUFTS_ENV, "") or "auto").strip().lower()
+    if choice not in EXTRA_BUFTS_CHOICES:
+        raise ConfigError(f"extra buffer types must be one of {', '.join(EXTRA_BUFTS_CHOICES)} (got {choice!r}; "
+                          f"from {EXTRA_BUFTS_ENV} or the extra_bufts setting)")
+    if choice != "auto":
+        return choice == "on"
+    if any(flag.startswith("amx") for flag in cpu_flags()):
+        return False
+    return EXTRA_BUFTS_WITHOUT_AMX
 
 
 def import_llama_cpp() -> Any:
@@ -46,6 +90,14 @@ def import_llama_cpp() -> Any:
             f"llama-cpp-python is not installed (or fails to import: {exc}); fix: {LOCAL_EXTRA_FIX}"
         ) from exc
     return llama_cpp
+
+
+def require_llama_cpp() -> None:
+    """A BackendError naming the extra when llama-cpp-python is missing; checked without loading its native
+    library into this process (only the model's own process loads it)."""
+    ok, detail = llama_cpp_status()
+    if not ok:
+        raise BackendError(detail)
 
 
 @dataclass
@@ -69,6 +121,7 @@ class LlamaCppBackend(Backend):
         n_batch: int = 512,
         seed: int = 0,
         verbose: bool = False,
+        extra_bufts: bool = False,
     ) -> None:
         path = Path(path)
         if not path.is_file():
@@ -82,23 +135,26 @@ class LlamaCppBackend(Backend):
         self.path = path
         self.threads = int(threads)
         self.n_ctx = int(n_ctx)
+        self.extra_bufts = bool(extra_bufts)
         t0 = time.perf_counter()
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.n_ctx,
-                n_batch=int(n_batch),
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                seed=int(seed),
-                verbose=verbose,
-            )
+            with _model_params(llama_cpp, use_extra_bufts=self.extra_bufts):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_batch=int(n_batch),
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    seed=int(seed),
+                    verbose=verbose,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
         self.load_seconds = time.perf_counter() - t0
         if "tokenizer.chat_template" not in self._llm.metadata:
             log.warning("%s has no chat template; llama-cpp-python falls back to %s", path, self._llm.chat_format)
-        log.info("loaded %s in %.1f s (threads=%d, n_ctx=%d)", model_id, self.load_seconds, self.threads, self.n_ctx)
+        log.info("loaded %s in %.1f s (threads=%d, n_ctx=%d, extra buffer types %s)", model_id, self.load_seconds,
+                 self.threads, self.n_ctx, "on" if self.extra_bufts else "off")
         self._lock = threading.Lock()  # one llama context: calls are serialised
         self._probe: _PromptProbe | None = None
         self._eval = self._llm.eval
@@ -186,17 +242,132 @@ class LlamaCppBackend(Backend):
             llm.close()
 
 
-def _llamacpp_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: settings[k] for k in LLAMACPP_SETTINGS if k in settings}
+@contextlib.contextmanager
+def _model_params(llama_cpp: Any, *, use_extra_bufts: bool):
+    """While a `Llama` is built, its default model parameters carry `use_extra_bufts` (llama-cpp-python
+    has no argument for it; `Llama.__init__` starts from `llama_model_default_params()`)."""
+    module = llama_cpp.llama.llama_cpp
+    original = module.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        if hasattr(value, "use_extra_bufts"):
+            value.use_extra_bufts = use_extra_bufts
+        return value
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = original
+
+
+class LocalBackend(Backend):
+    """A GGUF model served by its own process (shared by every backend of the same spec), over HTTP.
+
+    A failed call is an `LLMError`; when the model process is gone, the error says how it ended (crash,
+    out-of-memory kill, abort) and what to do, and every later call fails the same way at once."""
+
+    def __init__(self, spec: model_process.ServerSpec, *, timeout: float = DEFAULT_LOCAL_TIMEOUT,
+                 load_timeout: float = model_process.DEFAULT_LOAD_TIMEOUT,
+                 server: model_process.ModelServer | None = None) -> None:
+        """`server`: use this process (the caller stops it) instead of the shared one for `spec`."""
+        if timeout <= 0:
+            raise ConfigError(f"--llm-timeout must be positive (got {timeout})")
+        self.spec = spec
+        self.model_id = spec.model_id
+        self.path = Path(spec.path)
+        self.threads, self.n_ctx, self.extra_bufts = spec.threads, spec.n_ctx, spec.extra_bufts
+        self.timeout = float(timeout)
+        self._shared = server is None
+        self._server: model_process.ModelServer | None = (
+            model_process.acquire(spec, load_timeout=load_timeout) if server is None else server)
+        from tabcoder.backends.openai_backend import OpenAIBackend  # after the local forms in the registry
+
+        self._client = OpenAIBackend(spec.model_id, base_url=self._server.url + "/v1", api_key=self._server.token,
+                                     timeout=self.timeout, max_retries=0)
+        self._client.model_id = spec.model_id
+
+    @property
+    def server(self) -> model_process.ModelServer:
+        if self._server is None:
+            raise LLMError(f"{self.model_id}: backend is closed")
+        return self._server
+
+    def complete(
+        self,
+        messages: Messages,
+        *,
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        max_tokens: int = 1024,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> Completion:
+        server = self.server
+        failure = server.failure()
+        if failure is None:
+            try:
+                return self._client.complete(messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                             seed=seed, stop=stop)
+            except LLMError:
+                time.sleep(0.2)  # a process that just died may still be reaped
+                failure = server.failure()
+                if failure is None:
+                    raise
+        raise LLMError(f"{self.model_id}: {failure}")
+
+    def close(self) -> None:
+        server, self._server = getattr(self, "_server", None), None
+        if server is not None and self._shared:
+            model_process.release(server)
+
+
+def server_spec(path: Path, model_id: str, settings: dict[str, Any]) -> model_process.ServerSpec:
+    """How the model process loads `path` for these settings. There is no seed in it: every call passes its
+    own, so runs with different seeds share one process."""
+    threads = settings.get("threads")
+    threads = int(threads) if threads is not None else env_int(THREADS_ENV, DEFAULT_THREADS)
+    n_ctx, n_batch = int(settings.get("n_ctx") or DEFAULT_N_CTX), int(settings.get("n_batch") or 512)
+    for label, value in (("threads", threads), ("n_ctx", n_ctx), ("n_batch", n_batch)):
+        if value < 1:
+            raise ConfigError(f"{label} must be >= 1, got {value}")
+    return model_process.ServerSpec(path=str(path), model_id=model_id, threads=threads, n_ctx=n_ctx,
+                                    n_batch=n_batch, extra_bufts=resolve_extra_bufts(settings.get("extra_bufts")),
+                                    verbose=bool(settings.get("verbose", False)))
+
+
+def local_spec(model: str, settings: dict[str, Any]) -> model_process.ServerSpec | None:
+    """The server spec a `local[:name]` / `llamacpp:PATH` model string would use (weights assembled if
+    needed); None for other model strings."""
+    scheme, _, rest = model.strip().partition(":")
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if scheme == "local":
+        name = rest or DEFAULT_LOCAL_MODEL
+        packaged_model(name)
+        require_llama_cpp()
+        return server_spec(ensure_model(name), f"local:{name}", settings)
+    if scheme == "llamacpp" and rest:
+        path = Path(rest).expanduser()
+        if not path.is_file():
+            raise BackendError(f"GGUF file not found: {path} (from model string 'llamacpp:{rest}')")
+        require_llama_cpp()
+        return server_spec(path.resolve(), f"llamacpp:{path}", settings)
+    return None
+
+
+def _local_backend(path: Path, model_id: str, settings: dict[str, Any]) -> LocalBackend:
+    return LocalBackend(server_spec(path, model_id, settings),
+                        timeout=float(settings.get("llm_timeout") or DEFAULT_LOCAL_TIMEOUT))
 
 
 @register("local", forms=("local", *(f"local:{name}" for name in CATALOG)), settings=LLAMACPP_SETTINGS)
 def _local_factory(rest: str, settings: dict[str, Any]) -> Backend:
     name = rest or DEFAULT_LOCAL_MODEL
     packaged_model(name)  # unknown name -> BackendError before anything heavy
-    import_llama_cpp()  # missing extra -> BackendError before assembling a 1 GB file
+    require_llama_cpp()  # missing extra -> BackendError before assembling a 1 GB file
     path = ensure_model(name)
-    return LlamaCppBackend(path, model_id=f"local:{name}", **_llamacpp_kwargs(settings))
+    return _local_backend(path, f"local:{name}", settings)
 
 
 @register("llamacpp", forms=("llamacpp:/path/to/model.gguf",), settings=LLAMACPP_SETTINGS)
@@ -206,7 +377,8 @@ def _llamacpp_factory(rest: str, settings: dict[str, Any]) -> Backend:
     path = Path(rest).expanduser()
     if not path.is_file():
         raise BackendError(f"GGUF file not found: {path} (from model string 'llamacpp:{rest}')")
-    return LlamaCppBackend(path, model_id=f"llamacpp:{path}", **_llamacpp_kwargs(settings))
+    require_llama_cpp()
+    return _local_backend(path.resolve(), f"llamacpp:{path}", settings)
 
 
 def llama_cpp_status() -> tuple[bool, str]:

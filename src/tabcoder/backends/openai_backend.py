@@ -1,10 +1,24 @@
 """`openai:<model>`: any OpenAI-compatible chat-completions endpoint (OpenAI, llama.cpp server, vLLM, Ollama).
 
 Scope: one POST to `<base_url>/chat/completions` per call over the standard library's HTTP client
-(no `openai` package needed), with a per-request timeout, bounded retries with exponential backoff
-and jitter on connection errors, timeouts, 429 and 5xx (never on other 4xx), and token counts from
-the response's `usage`. The base URL includes the API version, as with the `openai` package:
-`https://api.openai.com/v1` (default), `http://127.0.0.1:8080/v1` for a local server.
+(no `openai` package needed), and reading every legal reply shape. The base URL includes the API
+version, as with the `openai` package: `https://api.openai.com/v1` (default), `http://127.0.0.1:8080/v1`
+for a local server.
+
+Retry policy (docs/llm-faults.md): connection failures, HTTP 408, 429 and 5xx, and bodies that are not
+JSON (truncated) are retried up to `max_retries` times (4; `TABCODER_LLM_RETRIES`), waiting 1, 2, 4, 8 s (times a random factor in
+[0.5, 1], at most 30 s) or what the server's `Retry-After` asks (at most 60 s). Other 4xx are not retried.
+A call with no answer within `timeout` seconds (`--llm-timeout`, 180 s by default) is not retried: a
+server that hangs once usually hangs again, and the search should stop with a clear error at the limit.
+
+Replies: `content` as a string or as a list of parts (`{"type": "text", "text": ...}`), `usage` missing,
+partial or with numbers as strings (estimated from the text when missing), llama.cpp's `timings` (prompt
+time); an empty `choices`, a reply without a message, or JSON that is not an object is an `LLMError` that
+quotes the start of the body.
+
+Why not the `openai` package: it would add httpx, pydantic and their pins to every install for one POST;
+its retries treat a timeout like any error (retried, so a hang costs the timeout several times), and
+its typed replies drop the `timings` field that llama.cpp servers send. The wire format is small and stable.
 """
 
 from __future__ import annotations
@@ -20,16 +34,22 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, register, register_status
+from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
 from tabcoder.errors import BackendError, LLMError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 180.0  # one call: a hosted model writes 1,536 tokens in well under a minute
 DEFAULT_MAX_RETRIES = 4
+RETRY_AFTER_MAX = 60.0
+RETRIES_ENV = "TABCODER_LLM_RETRIES"
 NO_KEY = "sk-no-key-required"  # local servers ignore the key but clients must send one
 _RETRY_STATUSES = frozenset({408, 429})  # plus every 5xx
+
+
+class LLMTimeout(LLMError):
+    """No answer within the per-call timeout."""
 
 
 class _Retryable(Exception):
@@ -107,7 +127,7 @@ class OpenAIBackend(Backend):
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:
-            return min(self.backoff_max, server_wait)
+            return min(RETRY_AFTER_MAX, server_wait)
         delay = min(self.backoff_max, self.backoff_base * 2**attempt)
         return delay * random.uniform(0.5, 1.0)
 
@@ -132,47 +152,96 @@ class OpenAIBackend(Backend):
             hint = " (check OPENAI_API_KEY / --api-key)" if exc.code in (401, 403) else ""
             raise LLMError(f"{self.model_id}: {self.url} answered HTTP {exc.code}: {detail}{hint}") from exc
         except TimeoutError as exc:
-            raise _Retryable(f"no answer within {self.timeout:g} s") from exc
+            raise self._timeout() from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
-                raise _Retryable(f"no answer within {self.timeout:g} s") from exc
+                raise self._timeout() from exc
             raise _Retryable(f"cannot connect: {exc.reason}") from exc
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
             raise _Retryable(f"connection failed: {exc!r}") from exc
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise LLMError(f"{self.model_id}: {self.url} returned invalid JSON: {raw[:200]!r}") from exc
+            raise _Retryable(f"the reply is not valid JSON (truncated?): {raw[:200]!r}") from exc
         if not isinstance(data, dict):
-            raise LLMError(f"{self.model_id}: unexpected response: {raw[:200]!r}")
+            raise LLMError(f"{self.model_id}: {self.url} answered JSON that is not an object: {raw[:200]!r}")
         return data
 
+    def _timeout(self) -> LLMTimeout:
+        return LLMTimeout(f"{self.model_id}: no answer from {self.url} within {self.timeout:g} s (--llm-timeout); "
+                          "the server is hung or too slow for this limit: check it, or raise --llm-timeout")
+
     def _parse(self, data: dict[str, Any], seconds: float, messages: Messages) -> Completion:
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise LLMError(f"{self.model_id}: response has no choices[0].message: {str(data)[:300]}") from exc
-        usage = data.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
+        choices = data.get("choices")
+        if "error" in data and not choices:
+            raise LLMError(f"{self.model_id}: the server answered an error: {str(data['error'])[:300]}")
+        if not isinstance(choices, list) or not choices:
+            raise LLMError(f"{self.model_id}: the reply has no choices: {json.dumps(data)[:300]}")
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise LLMError(f"{self.model_id}: the reply's choices[0] has no message: {json.dumps(data)[:300]}")
+        text = message_text(message.get("content"))
+        if text is None:
+            raise LLMError(f"{self.model_id}: the reply's message content is neither text nor a list of parts: "
+                           f"{json.dumps(message)[:300]}")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        details = usage.get("prompt_tokens_details")
+        prompt_tokens = _count(usage.get("prompt_tokens"))
+        completion_tokens = _count(usage.get("completion_tokens"))
         if prompt_tokens is None or completion_tokens is None:  # ~4 characters per token
-            log.debug("%s: no usage in response; token counts are estimates", self.model_id)
-            prompt_tokens = prompt_tokens if prompt_tokens is not None else sum(
-                len(str(m.get("content") or "")) for m in messages
-            ) // 4
-            completion_tokens = completion_tokens if completion_tokens is not None else len(text) // 4
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            log.debug("%s: no usable usage in the reply; token counts are estimates", self.model_id)
+            if prompt_tokens is None:
+                prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4
+            if completion_tokens is None:
+                completion_tokens = len(text) // 4
+        cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+        prompt_ms = _number(timings.get("prompt_ms"))
+        finish = choice.get("finish_reason")
         return Completion(
             text=text,
-            prompt_tokens=int(prompt_tokens),
-            completion_tokens=int(completion_tokens),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             seconds=seconds,
             model=self.model_id,
-            cached_prompt_tokens=int(cached) if cached is not None else None,
-            finish_reason=choice.get("finish_reason"),
+            prompt_seconds=None if prompt_ms is None else prompt_ms / 1000,
+            cached_prompt_tokens=None if cached is None else min(cached, prompt_tokens),
+            finish_reason=None if finish is None else str(finish),
         )
+
+
+def message_text(content: Any) -> str | None:
+    """A message's text: a string, a list of parts (text parts joined; others skipped), or None -> ""."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        return "".join(texts)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A non-negative number from an int, float or numeric string; None for anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 and number == number and number != float("inf") else None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:
@@ -195,7 +264,7 @@ def _retry_after(exc: urllib.error.HTTPError) -> float | None:
         return None
 
 
-OPENAI_SETTINGS = ("base_url", "api_key", "timeout", "max_retries")
+OPENAI_SETTINGS = ("base_url", "api_key", "llm_timeout", "max_retries")
 
 
 @register("openai", forms=("openai:<model>",), settings=OPENAI_SETTINGS)
@@ -209,12 +278,13 @@ def _openai_factory(rest: str, settings: dict[str, Any]) -> Backend:
             "openai backend needs an API key or a server: set OPENAI_API_KEY (or --api-key), or point "
             "OPENAI_BASE_URL / --base-url at an OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1)"
         )
+    retries = settings.get("max_retries")
     return OpenAIBackend(
         rest,
         base_url=base_url or DEFAULT_BASE_URL,
         api_key=api_key or NO_KEY,
-        timeout=float(settings.get("timeout", DEFAULT_TIMEOUT)),
-        max_retries=int(settings.get("max_retries", DEFAULT_MAX_RETRIES)),
+        timeout=float(settings.get("llm_timeout") or DEFAULT_TIMEOUT),
+        max_retries=int(retries) if retries is not None else env_int(RETRIES_ENV, DEFAULT_MAX_RETRIES, minimum=0),
     )
 
 

@@ -160,6 +160,8 @@ def _run_llm(spec: CellSpec) -> CellOutcome:
     config = RunConfig(**{**spec.config, **spec.overrides}, model=spec.model, strategy=spec.strategy, seed=spec.seed,
                        answers=Path(spec.answers_path), out_dir=spec.cell_dir)
     result = run(spec.task_path, config=config)
+    if result.cut_short:  # a search the model cut short is no measurement of the system: run it again later
+        return CellOutcome.failure(f"LLMError: the search was cut short: {result.cut_short}")
     code = result.best.code if result.best is not None else None
     return CellOutcome(
         status="interrupted" if result.stop_reason == "interrupted" else "done",

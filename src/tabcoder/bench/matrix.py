@@ -8,6 +8,8 @@ executor, recording each outcome as it arrives. Only this process writes the sto
 
 from __future__ import annotations
 
+import contextlib
+
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,6 +133,24 @@ def _drive(store: ResultStore, summary: BenchSummary, runnable: list[CellSpec], 
         emit("cell_end", {"spec": spec, "outcome": outcome, "finished": summary.ran, "todo": len(runnable)})
 
 
+def _shared_models(settings: BenchSettings, executor: Executor, runnable: list[CellSpec]):
+    """One process per local model serves every cell of this machine (this process and its worker pool),
+    instead of one loaded copy per cell. Ray workers on other machines load their own."""
+    if executor.name != "local":
+        return contextlib.nullcontext([])
+    from tabcoder.backends.llamacpp import local_spec
+    from tabcoder.backends.model_process import share_servers
+
+    config = run_config.RunConfig(**settings.run_options)
+    wanted = {spec.model for spec in runnable if spec.kind != BASELINE}
+    specs = []
+    for model in settings.models:
+        spec = local_spec(model, {"threads": config.threads, "n_ctx": config.n_ctx}) if model in wanted else None
+        if spec is not None and spec not in specs:
+            specs.append(spec)
+    return share_servers(specs)
+
+
 def run_bench(suite: Suite, settings: BenchSettings, db: Path, executor: Executor, *, command: str = "",
               on_event: EventHandler | None = None) -> BenchSummary:
     """Run every cell of the matrix that is not `done` in `db`; returns what happened."""
@@ -142,7 +162,8 @@ def run_bench(suite: Suite, settings: BenchSettings, db: Path, executor: Executo
         summary, runnable = _start(store, cells, skipped, executor, command, db)
         emit("bench_start", {"summary": summary, "todo": len(runnable)})
         try:
-            _drive(store, summary, runnable, executor, emit)
+            with _shared_models(settings, executor, runnable):
+                _drive(store, summary, runnable, executor, emit)
         finally:
             store.finish_bench(summary.bench_id)
     emit("bench_end", {"summary": summary})

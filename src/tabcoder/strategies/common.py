@@ -83,7 +83,12 @@ class ModelCaller:
         self.calls_made += 1
         if options.get("seed") is not None:
             options["seed"] = options["seed"] + self.calls_made
-        completion = self.backend.complete(messages, max_tokens=max_tokens, **options)
+        self.on_event("llm_start", {"purpose": purpose, "about": about,
+                                    "timeout": getattr(self.backend, "timeout", None)})
+        try:
+            completion = self.backend.complete(messages, max_tokens=max_tokens, **options)
+        finally:
+            self.on_event("llm_done", {"purpose": purpose})
         calls.append(LLMCall(purpose=purpose, about=about, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens, seconds=completion.seconds,
                              prompt_seconds=completion.prompt_seconds,
