@@ -90,7 +90,7 @@ def test_a_harness_failure_is_an_error_row_and_exit_1(tmp_path, cache):
     done = bench("builtin", "--tasks", "iris", "--models", f"replay:{replay}", "--iterations", "2",
                  "--baselines", "dummy", "--out", tmp_path / "runs", cache=cache)
     assert done.exit_code == 1, done.output
-    assert "error: LLMError: replay file" in done.output and "1 cell(s) error" in done.output
+    assert "error: LLMError: the search was cut short: replay file" in done.output and "1 cell(s) error" in done.output
     with ResultStore(tmp_path / "runs" / "bench.sqlite") as store:
         assert sorted(r.status for r in store.rows()) == ["done", "error"]
 

@@ -3,6 +3,7 @@ missing rates, cardinalities, ranges, the target's distribution and a few sample
 
 The profile is computed once per run from the rows the model will be given (the fit part of the split),
 so every prompt of a run starts with the same text and llama.cpp can reuse it from its prefix cache.
+Cell values and column names are cut (`clip`) wherever they are shown, so one huge cell cannot flood it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from tabcoder.task import Task
 SANDBOX_PACKAGES = ("pandas", "numpy", "scikit-learn", "scipy", "lightgbm", "xgboost", "catboost")
 
 MAX_LISTED_LEVELS = 8
+#: Longest value shown in a listing of levels or classes (the feature table, the target summary).
 MAX_VALUE_CHARS = 24
+#: Longest cell shown in the sample rows or as a class label of the submission contract.
+MAX_CELL_CHARS = 120
+#: Longest column name shown.
+MAX_NAME_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,8 @@ class DataProfile:
         lines = []
         for c in self.columns:
             missing = f"{c.missing:.0%} missing" if c.missing else "no missing"
-            lines.append(f"- {c.name} ({c.dtype}, {c.kind}; {missing}; {c.distinct} distinct): {c.summary}")
+            name = clip(c.name, MAX_NAME_CHARS)
+            lines.append(f"- {name} ({c.dtype}, {c.kind}; {missing}; {c.distinct} distinct): {c.summary}")
         return "\n".join(lines)
 
 
@@ -67,9 +74,47 @@ def installed_packages(names: tuple[str, ...] = SANDBOX_PACKAGES) -> list[str]:
     return found
 
 
+def clip(text: str, limit: int = MAX_CELL_CHARS) -> str:
+    """`text` when it has at most `limit` characters, else its first `limit` characters, an ellipsis and how many
+    more there were: 'abc… (+49,999,880 chars)'. Slices before anything else, so a 50 MB cell costs nothing."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (+{len(text) - limit:,} chars)"
+
+
+def clip_repr(value: object, limit: int = MAX_CELL_CHARS) -> str:
+    """repr(value) for the prompt; a long string as the repr of its cut start and how many more characters there
+    were: 'abc…' (+49,999,880 chars)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit] + '…'!r} (+{len(value) - limit:,} chars)"
+    return clip(repr(value), limit)
+
+
 def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+    return clip(str(value), MAX_VALUE_CHARS)
+
+
+def _clip_cell(value: object) -> object:
+    """A cell as the sample rows show it: text (or a container) cut to MAX_CELL_CHARS, anything else as is."""
+    if isinstance(value, str):
+        return clip(value, MAX_CELL_CHARS)
+    if isinstance(value, (bytes, list, tuple, dict, set)):
+        return clip(str(value), MAX_CELL_CHARS)
+    return value
+
+
+def sample_rows_text(sample: pd.DataFrame) -> str:
+    """`sample` as CSV text for the prompt, its long cells and column names cut (`clip`); numbers, booleans and
+    dates keep their columns' dtypes, so they print as in the full table."""
+    shown = pd.DataFrame({i: _clip_column(sample.iloc[:, i]) for i in range(sample.shape[1])})
+    shown.columns = [clip(str(c), MAX_NAME_CHARS) for c in sample.columns]
+    return shown.to_csv(index=False).strip()
+
+
+def _clip_column(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
+        return series  # includes booleans
+    return series.map(_clip_cell)
 
 
 def _fmt_num(x: float) -> str:
@@ -123,7 +168,7 @@ def profile_task(task: Task, train: pd.DataFrame, test: pd.DataFrame | None, *, 
     features = [c for c in train.columns if c not in (task.target, task.id_column)]
     columns = [_profile_column(c, train[c]) for c in features]
     sample = train.sample(n=min(sample_rows, len(train)), random_state=seed)
-    rows = sample.to_csv(index=False).strip()
+    rows = sample_rows_text(sample)
     return DataProfile(
         n_train=len(train),
         n_test=0 if test is None else len(test),
@@ -134,19 +179,21 @@ def profile_task(task: Task, train: pd.DataFrame, test: pd.DataFrame | None, *, 
 
 
 def describe_submission(task: Task) -> str:
-    """What `submission.csv` must hold, in words a small model can follow exactly."""
-    cols = ", ".join(task.submission_columns)
+    """What `submission.csv` must hold, in words a small model can follow exactly (names and labels cut by
+    `clip` when they are absurdly long)."""
+    cols = ", ".join(clip(str(c), MAX_NAME_CHARS) for c in task.submission_columns)
+    target, id_column = clip(task.target, MAX_NAME_CHARS), clip(task.id_column, MAX_NAME_CHARS)
     spec = task.metric_spec
     if task.task_type == "regression":
-        what = f"`{task.target}` holds the predicted number for each row"
+        what = f"`{target}` holds the predicted number for each row"
     elif spec.needs_proba and task.task_type == "binary":
-        what = (f"`{task.target}` holds the predicted PROBABILITY (a float between 0 and 1) that "
-                f"`{task.target}` is {task.positive_label!r} (use predict_proba and the column of that class)")
+        what = (f"`{target}` holds the predicted PROBABILITY (a float between 0 and 1) that "
+                f"`{target}` is {clip_repr(task.positive_label)} (use predict_proba and the column of that class)")
     elif spec.needs_proba:
         what = ("one column per class, named exactly as the class labels, holding predicted probabilities "
                 "(predict_proba; each row sums to 1)")
     else:
-        labels = ", ".join(repr(c) for c in (task.classes or [])[:MAX_LISTED_LEVELS])
-        what = f"`{task.target}` holds a predicted class label, one of: {labels}"
-    return (f"columns exactly: {cols}; one row per row of input/test.csv (same `{task.id_column}` values); "
+        labels = ", ".join(clip_repr(c) for c in (task.classes or [])[:MAX_LISTED_LEVELS])
+        what = f"`{target}` holds a predicted class label, one of: {labels}"
+    return (f"columns exactly: {cols}; one row per row of input/test.csv (same `{id_column}` values); "
             f"{what}")

@@ -17,7 +17,7 @@ from importlib import resources
 import jinja2
 
 from tabcoder.profile import DataProfile, describe_submission, installed_packages
-from tabcoder.task import Task
+from tabcoder.task import Task, description_for_prompt
 
 Messages = list[dict[str, str]]
 
@@ -191,7 +191,7 @@ class PromptBuilder:
             "task_kind": kind,
             "metric": spec,
             "positive_label_repr": repr(_python_value(task.positive_label)),
-            "description": task.description.strip() if self.use_description else "",
+            "description": description_for_prompt(task.description) if self.use_description else "",
             "profile": self.profile,
             "submission_contract": describe_submission(task),
             "packages": ", ".join(installed_packages()),

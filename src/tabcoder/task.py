@@ -39,6 +39,12 @@ _POSITIVE_WORDS = {"1", "1.0", "true", "yes", "y", "positive", "pos"}
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _MAX_CLASSES_INFERRED = 20
 _MAX_LISTED = 30
+#: Longest description (in characters) a prompt shows; the rest is cut with a note (`description_for_prompt`).
+MAX_DESCRIPTION_CHARS = 6_000
+#: Largest columns.py read, in bytes: it holds a few assignments, never data.
+MAX_COLUMNS_PY_BYTES = 1_000_000
+#: Deepest nesting (lists in lists, ...) of a value assigned in columns.py.
+MAX_COLUMNS_PY_DEPTH = 50
 
 
 @dataclass
@@ -244,6 +250,24 @@ def _read_description(folder: Path) -> tuple[str, str]:
     return "", ""
 
 
+def description_for_prompt(text: str, limit: int = MAX_DESCRIPTION_CHARS) -> str:
+    """The task description as a prompt shows it: stripped, and when longer than `limit` characters cut there
+    with a visible line saying so (the task and its workspace keep the whole text)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return (f"{text[:limit].rstrip()}\n[The description is cut here: only its first {limit:,} of "
+            f"{len(text):,} characters are shown.]")
+
+
+def _note_long_description(sources: _Sources) -> None:
+    length = len(sources.description.strip())
+    if length > MAX_DESCRIPTION_CHARS:
+        where = sources.description_name or "the description"
+        sources.notes.append(f"the description ({where}) has {length:,} characters: prompts show only its first "
+                             f"{MAX_DESCRIPTION_CHARS:,}, with a line saying it was cut")
+
+
 def _read_task_toml(path: Path, notes: list[str]) -> dict[str, tuple[Any, str]]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -292,12 +316,10 @@ def _load_kaggle_folder(folder: Path, test_path: Path | None) -> _Sources:
 def parse_columns_py(path: Path) -> tuple[dict[str, Any], list[str]]:
     """Top-level literal assignments of an ML-hw `columns.py`, read with `ast` (the file is NEVER executed).
 
-    Returns (values, notes); non-literal assignments and other statements are ignored with a note."""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
-        raise TaskError(f"cannot parse {path.name}: {exc}. It must be Python with assignments "
-                        "like predict_goal = \"y\"") from exc
+    Returns (values, notes); non-literal assignments and other statements are ignored with a note. A file over
+    MAX_COLUMNS_PY_BYTES, one Python cannot parse, or a value nested deeper than MAX_COLUMNS_PY_DEPTH raises
+    TaskError."""
+    tree = _parse_python_file(path)
     values: dict[str, Any] = {}
     notes: list[str] = []
     skipped = 0
@@ -306,9 +328,12 @@ def parse_columns_py(path: Path) -> tuple[dict[str, Any], list[str]]:
         if not targets:
             skipped += not _is_docstring(node)
             continue
+        _check_depth(path, targets, node.lineno, value)
         try:
             literal = ast.literal_eval(value)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        except (RecursionError, MemoryError) as exc:
+            raise _too_deep(path, targets, node.lineno) from exc
+        except (ValueError, TypeError, SyntaxError):
             notes.append(f"columns.py: ignored {', '.join(targets)} (line {node.lineno}): not a literal value; "
                          "the file is read, never executed")
             continue
@@ -317,6 +342,39 @@ def parse_columns_py(path: Path) -> tuple[dict[str, Any], list[str]]:
     if skipped:
         notes.append(f"columns.py: ignored {skipped} statement(s) that are not assignments (never executed)")
     return values, notes
+
+
+def _parse_python_file(path: Path) -> ast.Module:
+    """The syntax tree of the Python file `path`, at most MAX_COLUMNS_PY_BYTES long; TaskError for anything else."""
+    size = path.stat().st_size
+    if size > MAX_COLUMNS_PY_BYTES:
+        raise TaskError(f"{path} is {size:,} bytes, more than the {MAX_COLUMNS_PY_BYTES:,} a columns.py may have; "
+                        "it should hold only a few assignments like predict_goal = \"y\": shorten it")
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise TaskError(f"cannot parse {path.name}: {exc}. It must be Python with assignments "
+                        "like predict_goal = \"y\"") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise TaskError(f"cannot parse {path}: an expression in it is nested too deeply or too long for Python's "
+                        f"parser ({type(exc).__name__}); it must hold only simple assignments like "
+                        "predict_goal = \"y\" (strings, numbers, short lists)") from exc
+
+
+def _check_depth(path: Path, targets: list[str], line: int, value: ast.expr) -> None:
+    """TaskError when `value` nests more than MAX_COLUMNS_PY_DEPTH levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_COLUMNS_PY_DEPTH:
+            raise _too_deep(path, targets, line)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
+def _too_deep(path: Path, targets: list[str], line: int) -> TaskError:
+    return TaskError(f"cannot read {path}: the value of {', '.join(targets)} (line {line}) is nested more than "
+                     f"{MAX_COLUMNS_PY_DEPTH} levels deep; columns.py values must be plain strings, numbers or "
+                     "short lists: simplify it")
 
 
 def _assignment_parts(node: ast.stmt) -> tuple[list[str], ast.expr | None]:
@@ -808,6 +866,7 @@ def load_task(path, *, target=None, id_column=None, task_type=None, metric=None,
     Keyword arguments override task.toml / columns.py; anything not given is inferred and noted."""
     path = Path(path)
     sources = _load_sources(path, None if test_path is None else Path(test_path))
+    _note_long_description(sources)
     target_name = _resolve_target(sources, _setting(target, sources, "target"))
     _drop_empty_target_from_test(sources, target_name)
     id_name, id_generated = _settle_id(sources, _setting(id_column, sources, "id"), target_name)
