@@ -117,6 +117,20 @@ def test_a_model_that_cannot_load_is_a_backend_error_with_llama_cpp_s_reason(tmp
         get_backend(f"llamacpp:{bogus}")
 
 
+def test_models_check_loads_and_generates_or_names_the_failure(tmp_path):
+    from test_cli import tabcoder
+
+    good = tabcoder("models", "--check", "--model", TINY)
+    assert good.returncode == 0, good.stderr
+    assert any(line.startswith(f"ok   {TINY}") and "tok/s" in line for line in good.stdout.splitlines())
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"GGUF" + b"\0" * 64)
+    bad = tabcoder("models", "--check", "--model", f"llamacpp:{bogus}", "--model", TINY)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert any(line.startswith("FAIL llamacpp:") and "could not load" in line for line in bad.stdout.splitlines())
+    assert any(line.startswith(f"ok   {TINY}") for line in bad.stdout.splitlines())
+
+
 def test_describe_exit_names_each_way_to_end():
     assert "status 3" in describe_exit(3)
     assert "SIGILL" in describe_exit(-signal.SIGILL) and "models --check" in describe_exit(-signal.SIGILL)

@@ -22,8 +22,10 @@ import json
 import os
 import resource
 import runpy
+import signal
 import socket
 import sys
+import threading
 import traceback
 
 _BOOT_FILE = os.path.abspath(__file__)
@@ -267,6 +269,22 @@ def _write_report(path, note):
             pass
 
 
+def hold_lifeline(fd):
+    """Kill this process group as soon as the harness is gone: `fd` is the read end of a pipe whose write end
+    only the harness holds, so a read returns (EOF) exactly when the harness has died (even by SIGKILL).
+    Nothing the script started in this group outlives the harness to write into its run folder."""
+
+    def watch():
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="tabcoder-lifeline", daemon=True).start()
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "--probe":
         return 0 if unshare_network(argv[1]) else 1
@@ -274,6 +292,8 @@ def main(argv):
     apply_limits(config.get("limits") or {})
     netns = config.get("netns", "none")
     got_namespace = config.get("block_network", True) and unshare_network(netns)
+    if config.get("lifeline") is not None:  # a thread: only after unshare(CLONE_NEWUSER), which needs one thread
+        hold_lifeline(int(config["lifeline"]))
     _write_report(config.get("report"), {"netns": netns if got_namespace else "none"})
     sys.addaudithook(_Guard(config["workspace"], bool(config.get("block_network", True))))
     return run_script(script, script_args)

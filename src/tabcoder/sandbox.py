@@ -173,28 +173,37 @@ class LocalSandbox(Sandbox):
                 "limits": {"as": self.memory_mb * _MIB, "fsize": self.file_size_mb * _MIB, "cpu": cpu_seconds},
                 "report": str(capture / "boot.json"),
             }
-            command = [self.python, str(BOOT_SCRIPT), json.dumps(config), str(script)]
             logger.debug("sandbox: running %s in %s (timeout %.1fs, network namespace %s)",
                          script.name, workdir, timeout, netns)
             started = time.monotonic()
-            returncode, rusage, timed_out = self._execute(command, workdir, capture, timeout)
+            returncode, rusage, timed_out = self._execute(config, script, workdir, capture, timeout)
             duration = time.monotonic() - started
             self._check_boot_report(capture / "boot.json", netns)
             return self._result(capture, workdir, returncode=returncode, rusage=rusage,
                                  timed_out=timed_out, duration=duration, cpu_seconds=cpu_seconds)
 
-    def _execute(self, command: list[str], workdir: Path, capture: Path,
+    def _execute(self, config: dict, script: Path, workdir: Path, capture: Path,
                  timeout: float) -> tuple[int, resource.struct_rusage, bool]:
-        """Start the child, wait for it (stopping its group on timeout), reap it; never leaves it behind."""
-        with open(capture / "stdout", "wb") as out, open(capture / "stderr", "wb") as err:
-            try:
-                process = subprocess.Popen(command, cwd=workdir, env=self.child_env(workdir),
-                                           stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                           start_new_session=True, close_fds=True)
-            except OSError as exc:
-                raise SandboxError(f"Could not start the sandbox interpreter {self.python!r}: {exc}. "
-                                   "Check that it exists and is executable.") from exc
-        child = _Child(process)
+        """Start the child, wait for it (stopping its group on timeout), reap it; never leaves it behind.
+
+        The child also gets the read end of a pipe whose write end only this process holds (it is
+        close-on-exec, so no other child inherits it): when this process dies, even by SIGKILL, the kernel
+        closes it and the child's bootstrap kills its own process group (the "lifeline")."""
+        lifeline, keep = os.pipe()
+        command = [self.python, str(BOOT_SCRIPT), json.dumps({**config, "lifeline": lifeline}), str(script)]
+        try:
+            with open(capture / "stdout", "wb") as out, open(capture / "stderr", "wb") as err:
+                try:
+                    process = subprocess.Popen(command, cwd=workdir, env=self.child_env(workdir),
+                                               stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                               start_new_session=True, close_fds=True, pass_fds=(lifeline,))
+                except OSError as exc:
+                    os.close(keep)
+                    raise SandboxError(f"Could not start the sandbox interpreter {self.python!r}: {exc}. "
+                                       "Check that it exists and is executable.") from exc
+        finally:
+            os.close(lifeline)
+        child = _Child(process, lifeline=keep)
         try:
             timed_out = not child.wait_exit(timeout)
             if timed_out:
@@ -245,11 +254,12 @@ class _Child:
     """A started child: waits for its exit without reaping it (so its pid, and the process group id,
     cannot be reused while we signal the group), then reaps it with its resource usage."""
 
-    def __init__(self, process: subprocess.Popen):
+    def __init__(self, process: subprocess.Popen, lifeline: int | None = None):
         self.process = process
         self.pid = process.pid
         self.reaped = False
         self._pidfd = _open_pidfd(self.pid)
+        self._lifeline = lifeline  # write end of the child's lifeline pipe, closed once the child is reaped
 
     def wait_exit(self, seconds: float) -> bool:
         """True once the child has exited (it stays a zombie until `reap`); False after `seconds`."""
@@ -301,6 +311,9 @@ class _Child:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
 
 def _open_pidfd(pid: int) -> int | None:

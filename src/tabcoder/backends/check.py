@@ -43,7 +43,9 @@ def check_model(model: str, *, llm_timeout: float = 120.0) -> CheckOutcome:
         return CheckOutcome(False, str(exc))
     finally:
         server.stop()
-    speed = completion.completion_tokens / max(1e-9, completion.seconds)
-    return CheckOutcome(True, f"loaded in {load:.1f} s, generated {completion.completion_tokens} tokens in "
-                              f"{completion.seconds:.1f} s ({speed:.0f} tok/s); threads {spec.threads}, "
+    prompt = completion.prompt_seconds or 0.0
+    generating = max(1e-9, completion.seconds - prompt)
+    return CheckOutcome(True, f"loaded in {load:.1f} s; read {completion.prompt_tokens} prompt tokens in {prompt:.1f} s, "
+                              f"wrote {completion.completion_tokens} in {generating:.1f} s "
+                              f"({completion.completion_tokens / generating:.0f} tok/s); threads {spec.threads}, "
                               f"extra buffer types {'on' if spec.extra_bufts else 'off'}")
