@@ -29,6 +29,7 @@ from test_resume import journal_lines, slow_script
 
 REFLECTION = "Keep the model; nothing failed."
 QUIET_SECONDS = 3.0  # after a kill, how long the run folder must stay unchanged
+LIFELINE_SECONDS = 2.0  # how long a sandbox child may take to notice that the harness is gone
 
 
 class Leftovers(AssertionError):
@@ -116,6 +117,9 @@ def leftovers_after_kill(run_dir: Path) -> list[str]:
     next few seconds (RUN_DIR/submission.csv above all). The processes are then stopped, so that the resumed
     run is tested on its own; the caller asserts the list is empty once resume was checked."""
     problems = []
+    deadline = time.monotonic() + LIFELINE_SECONDS  # the kernel closes the lifeline; the child then kills its group
+    while processes_in(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
     survivors = processes_in(run_dir)
     problems += [f"process {pid} survived the kill ({what})" for pid, what in survivors.items()]
     before = files_in(run_dir)
