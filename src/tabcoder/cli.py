@@ -255,6 +255,7 @@ def models_command(check: bool, only: tuple[str, ...]) -> None:
         mark = "yes" if status.usable else "no "
         click.echo(f"{mark}  {status.name:28s} {status.detail}")
     if not check:
+        click.echo("(usable means installed; `tabcoder models --check` loads each local model and generates a few tokens)")
         return
     from tabcoder.backends.check import check_model
 
