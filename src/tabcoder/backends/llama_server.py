@@ -10,7 +10,7 @@ Endpoints: `POST /v1/chat/completions` (messages, temperature, top_p, max_tokens
 `GET /v1/models`. Replies carry `usage.prompt_tokens_details.cached_tokens` (prompt tokens reused from the
 KV cache) and llama.cpp server's `timings` (`prompt_n`, `prompt_ms`, `predicted_n`, `predicted_ms`). Calls
 are served one at a time by one llama context, so the prefix cache carries over between calls as it does
-in-process. Every request must carry the bearer token given in `TABCODER_SERVER_TOKEN`.
+in-process. Every request must carry the bearer token that the first line of stdin gives.
 
 The process ends by itself when its parent dies (checked every second), so a `kill -9` of tabcoder
 leaves no model behind holding a gigabyte of memory.
@@ -30,7 +30,6 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-TOKEN_ENV = "TABCODER_SERVER_TOKEN"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 GENERATION_KEYS = {"temperature": float, "top_p": float, "max_tokens": int, "seed": int}
 
@@ -166,9 +165,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    token = os.environ.pop(TOKEN_ENV, "")
+    token = sys.stdin.readline().strip()
     if not token:
-        print(f"error: {TOKEN_ENV} is not set; this process is started by tabcoder", file=sys.stderr)
+        print("error: no bearer token on stdin; this process is started by tabcoder", file=sys.stderr)
         return 2
     parent = args.parent if args.parent is not None else os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()

@@ -98,6 +98,8 @@ class ModelServer:
         self.process = process
         self.load_seconds = load_seconds
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._ready: dict[str, Any] | None = None
+        self._loaded = threading.Event()
 
     @property
     def owned(self) -> bool:
@@ -105,18 +107,23 @@ class ModelServer:
 
     @classmethod
     def start(cls, spec: ServerSpec, *, load_timeout: float = DEFAULT_LOAD_TIMEOUT) -> ModelServer:
-        """Start the process and wait until the model is loaded; a load failure is a BackendError."""
+        """Start the process and wait until the model is loaded; a load failure is a BackendError.
+
+        The bearer token goes to the child on its stdin (not in its environment, which /proc shows)."""
         token = secrets.token_hex(16)
-        env = {**os.environ, "TABCODER_SERVER_TOKEN": token, "OMP_NUM_THREADS": str(spec.threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads)}
         env.pop(SERVERS_ENV, None)
         try:
-            process = subprocess.Popen(spec.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            process = subprocess.Popen(spec.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, env=env, text=True, encoding="utf-8",
                                        errors="replace", start_new_session=True)
+            process.stdin.write(token + "\n")
+            process.stdin.close()
         except OSError as exc:
             raise BackendError(f"cannot start the local model process for {spec.model_id}: {exc}") from exc
         server = cls(spec, "", token, process.pid, process)
-        threading.Thread(target=server._drain_stderr, daemon=True).start()
+        threading.Thread(target=server._drain, args=(process.stderr, server._stderr), daemon=True).start()
+        threading.Thread(target=server._drain, args=(process.stdout, None), daemon=True).start()
         ready = server._wait_ready(load_timeout)
         server.url = f"http://127.0.0.1:{ready['port']}"
         server.load_seconds = ready.get("load_seconds")
@@ -124,35 +131,29 @@ class ModelServer:
                  server.load_seconds)
         return server
 
-    def _drain_stderr(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
+    def _drain(self, stream: Any, keep: collections.deque[str] | None) -> None:
+        """Read a pipe of the child to its end (so the child never blocks on a full pipe): stdout's first
+        ready line is the readiness report; stderr's last lines are kept for error messages."""
+        for line in stream:
             line = line.rstrip()
-            if line:
-                self._stderr.append(line)
+            if keep is not None:
+                if line:
+                    keep.append(line)
+            elif self._ready is None:
+                self._ready = _ready_line(line)
+                if self._ready is not None:
+                    self._loaded.set()
+        if keep is None:
+            self._loaded.set()  # stdout closed: the child is gone (or closed it)
 
     def _wait_ready(self, load_timeout: float) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        box: dict[str, Any] = {}
-
-        def read() -> None:
-            box["line"] = self.process.stdout.readline()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(load_timeout)
-        line = box.get("line")
-        if line:
-            try:
-                ready = json.loads(line)
-                if ready.get("ready") and int(ready["port"]) > 0:
-                    return ready
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
-        if reader.is_alive():
+        assert self.process is not None
+        if not self._loaded.wait(load_timeout):
             self.stop()
             raise BackendError(f"the local model process for {self.spec.model_id} did not finish loading within "
                                f"{load_timeout:.0f} s; {CHECK_FIX}")
+        if self._ready is not None:
+            return self._ready
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -207,6 +208,15 @@ class ModelServer:
 
     def to_env(self) -> dict[str, Any]:
         return {"spec": asdict(self.spec), "url": self.url, "token": self.token, "pid": self.pid}
+
+
+def _ready_line(line: str) -> dict[str, Any] | None:
+    """The server's readiness report (`{"ready": true, "port": N, ...}`), or None for any other line."""
+    try:
+        ready = json.loads(line)
+        return ready if ready.get("ready") and int(ready["port"]) > 0 else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 # --------------------------------------------------------------------------- sharing one process per spec
