@@ -64,6 +64,7 @@ def test_5xx_after_a_valid_attempt_finalises_it_and_resume_continues(fake_openai
     assert (run_dir / "submission.csv").is_file() and (run_dir / "report.html").is_file()
     assert "HTTP 500" in summary["cut_short"] and summary["stop_reason"] == "the model failed"
     assert json.loads((run_dir / "run.json").read_text())["result"]["cut_short"] == summary["cut_short"]
+    assert "The search was cut short" in (run_dir / "report.html").read_text()
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the search was cut short") and f"tabcoder resume {run_dir}" in last
     assert "the best attempt so far was finalised" in last and "Traceback" not in done.stderr
