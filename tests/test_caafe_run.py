@@ -44,3 +44,23 @@ def test_no_caafe_by_default(tmp_path):
     result = run(task, backend=backend, config=RunConfig(out_dir=tmp_path / "runs", iterations=1, timeout=60))
     assert not (result.run_dir / "caafe").exists()
     assert "add_features" not in backend.history[0][1]["content"]
+
+
+def test_a_caafe_stage_the_model_cut_short_is_resumed_from_run_json(tmp_path):
+    from tabcoder.errors import LLMError
+    from tabcoder.runner import resume
+
+    task = make_task(tmp_path / "task", "regression")
+    split = make_split(task)
+    script = PromptBuilder(task, profile_task(task, split.fit, split.valid), timeout=60,
+                           uses_features=True).example()
+    down = [LLMError("the server went away")] * 3  # CAAFE retries a failed call twice
+    first = run(task.source, backend=ScriptedBackend(down),
+                config=RunConfig(out_dir=tmp_path / "runs", iterations=1, timeout=60, caafe=1, confirm_folds=0))
+    # the stage ran after run.json was written: the run folder is a run that resume can continue
+    assert first.cut_short and "the server went away" in first.cut_short and first.exit_code == 3
+    assert first.attempts == 0 and not (first.run_dir / "caafe" / "caafe.json").exists()
+    assert json.loads((first.run_dir / "run.json").read_text())["config"]["caafe"] == 1
+    again = resume(first.run_dir, backend=ScriptedBackend([RATIO, fence(script)]))
+    assert again.cut_short is None and again.final_valid and again.attempts == 1
+    assert [p["kept"] for p in json.loads((first.run_dir / "caafe" / "caafe.json").read_text())["proposals"]] == [True]

@@ -166,6 +166,10 @@ class Journal:
                 journal.attempts.append(attempt)
         return journal
 
+    def ranked(self) -> list[Attempt]:
+        """Valid attempts, best validation score first (earliest first on ties)."""
+        return sorted((a for a in self.attempts if a.valid), key=lambda a: a.score_value, reverse=True)
+
     def best(self) -> Attempt | None:
         """The valid attempt with the best score (earliest on ties), or None."""
         valid = [a for a in self.attempts if a.valid]

@@ -45,14 +45,6 @@ class DataProfile:
     target_summary: str
     sample_rows: str
 
-    @property
-    def numeric_columns(self) -> list[str]:
-        return [c.name for c in self.columns if c.kind in ("numeric", "boolean")]
-
-    @property
-    def categorical_columns(self) -> list[str]:
-        return [c.name for c in self.columns if c.kind in ("categorical", "text")]
-
     def table(self) -> str:
         """One line per feature column: name, dtype, kind, missing rate, distinct count, summary."""
         lines = []

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from tabcoder.backends import Backend, Completion
+from tabcoder.budget import Budget
 from tabcoder.evaluation import Evaluation, EvaluationPool
 from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.prompting import Messages, PromptBuilder, approach_label, extract_code, normalise_code
@@ -34,37 +35,6 @@ Describe = Callable[[Evaluation, Journal], str]
 
 def _no_events(kind: str, data: dict) -> None:
     return None
-
-
-def _no_reserve(journal: Journal) -> float:
-    return 0.0
-
-
-@dataclass
-class Budget:
-    """When to stop: attempts begun, wall seconds since `started`, total LLM tokens.
-
-    `finish_reserve(journal)` is the time to keep in hand after the search for choosing and refitting the
-    final solution, so that a time budget is the time of the whole run."""
-
-    iterations: int
-    seconds: float | None = None
-    tokens: int | None = None
-    started: float = 0.0
-    finish_reserve: Callable[[Journal], float] = _no_reserve
-
-    def exhausted(self, journal: Journal, now: float, reserve: float = 0.0) -> str | None:
-        if journal.started >= self.iterations:
-            return f"iteration budget ({self.iterations}) reached"
-        if self.tokens is not None and journal.tokens >= self.tokens:
-            return f"token budget ({self.tokens}) reached"
-        if self.seconds is not None and now - self.started + reserve + self.finish_reserve(journal) >= self.seconds:
-            return f"time budget ({self.seconds:.0f} s) reached"
-        return None
-
-    def seconds_left(self, now: float) -> float | None:
-        """Seconds until the time budget ends (may be negative), or None without one."""
-        return None if self.seconds is None else self.started + self.seconds - now
 
 
 @dataclass
@@ -228,10 +198,6 @@ class AttemptQueue:
         for attempt in pending:
             self.submit(attempt)
         return len(pending)
-
-    @property
-    def in_flight(self) -> list[Attempt]:
-        return [f.attempt for f in self._flight.values()]
 
     def collect(self, *, wait: bool = False) -> None:
         """Complete attempts in index order while the next one's evaluation is done (or, with `wait`, all)."""

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.strategies.common import (
     NO_CODE_FEEDBACK,
-    Budget,
     SearchStrategy,
     applies_to,
     shown_code,
     summarise,
 )
 
-__all__ = ["Reflexion", "Budget", "NO_CODE_FEEDBACK"]  # Budget and NO_CODE_FEEDBACK live in common
+__all__ = ["Reflexion", "NO_CODE_FEEDBACK"]  # NO_CODE_FEEDBACK lives in common
 
 HISTORY_LINES = 12
 

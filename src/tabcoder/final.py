@@ -1,0 +1,77 @@
+"""The final step of a run: the chosen attempt re-run on all training rows and the real test set.
+
+Scope: `finalize` tries the candidates in the order the selection gave (at most `FINAL_CANDIDATES`), keeps
+the first whose submission passes the harness's checks as `best/` and `submission.csv`, and scores it on
+the answers when they were given (never used to choose). A task without a test set gets its solution
+written and nothing predicted. The outcome is a `FinalOutcome`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabcoder.evaluation import SCRIPT_NAME, SUBMISSION_NAME, evaluate, feedback_for, prepare_workspace
+from tabcoder.grading import check_submission, grade_submission, make_sample_submission
+from tabcoder.journal import Attempt
+from tabcoder.metrics import Score
+from tabcoder.state import RunState
+
+FINAL_CANDIDATES = 3
+
+
+@dataclass
+class FinalOutcome:
+    """What the final step produced: a valid submission (and its test score), or the problems it met."""
+
+    valid: bool
+    problems: list[str] = field(default_factory=list)
+    attempt: Attempt | None = None  # the attempt refit last (the chosen one when valid)
+    submission: Path | None = None
+    solution: Path | None = None
+    test_score: Score | None = None
+
+
+def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
+    """Re-run the candidates (in the given order) on all train + the real test; keep the first valid submission."""
+    task, run_dir = state.task, state.run_dir
+    if not candidates:
+        return FinalOutcome(False, ["no attempt produced a valid submission"])
+    if task.test is None:
+        best = candidates[0]
+        solution = run_dir / "best" / SCRIPT_NAME
+        solution.parent.mkdir()
+        solution.write_text(state.script(best.code), encoding="utf-8")
+        return FinalOutcome(False, ["the task has no test set: solution written, nothing to predict"], best,
+                            solution=solution)
+    sample = (task.sample_submission if task.sample_submission is not None
+              else make_sample_submission(task, task.test[task.id_column]))
+    problems: list[str] = []
+    for number, attempt in enumerate(candidates[:FINAL_CANDIDATES]):
+        workspace = run_dir / ("best" if number == 0 else f"best-{number}")
+        prepare_workspace(workspace, train=task.train, test=task.test, sample_submission=sample,
+                          description=task.description)
+        state.emit("final_start", {"attempt": attempt, "workspace": workspace})
+        timeout = state.plan.refit_timeout(attempt)
+        evaluation = evaluate(state.script(attempt.code), workspace, task=task, labels=None, sandbox=state.sandbox,
+                              timeout=timeout)
+        if evaluation.result.ok:
+            _, problems = check_submission(workspace / SUBMISSION_NAME, task=task,
+                                           expected_ids=task.test[task.id_column])
+        else:
+            problems = [feedback_for(evaluation, timeout=timeout, memory_mb=state.config.memory_mb)]
+        state.emit("final_end", {"attempt": attempt, "ok": not problems, "problems": problems,
+                                 "seconds": evaluation.result.duration})
+        if problems:
+            continue
+        if number:
+            shutil.rmtree(run_dir / "best", ignore_errors=True)
+            workspace.rename(run_dir / "best")
+            workspace = run_dir / "best"
+        submission = run_dir / SUBMISSION_NAME
+        shutil.copyfile(workspace / SUBMISSION_NAME, submission)
+        test_score = (grade_submission(submission, task=task, labels=state.answers).score
+                      if state.answers is not None else None)
+        return FinalOutcome(True, [], attempt, submission, workspace / SCRIPT_NAME, test_score)
+    return FinalOutcome(False, problems, candidates[0])

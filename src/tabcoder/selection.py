@@ -1,0 +1,99 @@
+"""Choosing the final attempt: the best few by validation score are re-scored on K folds of all labelled
+rows, and the one with the best mean fold score comes first, so a lucky split cannot decide alone.
+
+Scope: `Selection` (the order in which attempts are tried for the final refit, and why) and `select`.
+Confirmation runs as many candidates as the time plan leaves room for (`TimePlan.affordable`); with fewer
+than two valid attempts, or `--confirm-folds 0`, the validation order stands. The refit is `tabcoder.final`'s.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from dataclasses import dataclass, field
+
+from tabcoder.evaluation import copy_inputs, evaluate, prepare_workspace
+from tabcoder.grading import make_folds
+from tabcoder.journal import Attempt
+from tabcoder.metrics import Score
+from tabcoder.state import RunState
+
+
+@dataclass
+class Selection:
+    """The order in which attempts are tried for the final refit, and why."""
+
+    order: list[Attempt]
+    method: str  # "folds" | "validation" | "none"
+    note: str = ""
+    folds: int = 0
+    candidates: list[dict] = field(default_factory=list)
+    confirmed: dict[int, Score] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "note": self.note, "folds": self.folds, "candidates": self.candidates,
+                "order": [a.index for a in self.order]}
+
+
+def select(state: RunState) -> Selection:
+    """Rank the valid attempts; confirm the best few on folds when there is time and something to choose."""
+    ranked = state.journal.ranked()
+    config = state.config
+    if not ranked:
+        return Selection([], "none", "no valid attempt")
+    if config.confirm_folds == 0:
+        return Selection(ranked, "validation", "confirmation is off (--confirm-folds 0)")
+    if len(ranked) == 1:
+        return Selection(ranked, "validation", "one valid attempt: nothing to choose between")
+    top = state.plan.affordable(ranked)
+    if len(top) < 2:
+        return Selection(ranked, "validation", "not enough time left in the budget to confirm on folds")
+    state.emit("confirm_start", {"candidates": [a.index for a in top], "folds": config.confirm_folds})
+    scores = _score_on_folds(state, top)
+    return _rank_confirmed(ranked, top, scores, config.confirm_folds)
+
+
+def _score_on_folds(state: RunState, top: list[Attempt]) -> dict[int, list[Score]]:
+    """Run each candidate on every fold (in the pool); its fold scores, worst score for a failed fold."""
+    folds = make_folds(state.task, k=state.config.confirm_folds, seed=state.config.seed)
+    root = state.run_dir / "confirm"
+    shutil.rmtree(root, ignore_errors=True)
+    bases = [prepare_workspace(root / "folds" / str(number), train=fold.fit, test=fold.valid,
+                               sample_submission=fold.sample_submission, description=state.task.description)
+             for number, fold in enumerate(folds, 1)]
+    futures = {}
+    for attempt in top:
+        for number, (fold, base) in enumerate(zip(folds, bases), 1):
+            workspace = copy_inputs(base, root / f"{attempt.index:03d}-fold{number}")
+            futures[attempt.index, number] = state.pool.submit(
+                evaluate, state.script(attempt.code), workspace, task=state.task, labels=fold.labels,
+                sandbox=state.sandbox, timeout=state.config.timeout)
+    scores: dict[int, list[Score]] = {a.index: [] for a in top}
+    worst = Score.worst(state.task.metric)
+    for (index, _), future in futures.items():
+        grade = future.result().grade
+        scores[index].append(grade.score if grade is not None and grade.valid else worst)
+    shutil.rmtree(root / "folds", ignore_errors=True)
+    return scores
+
+
+def _rank_confirmed(ranked: list[Attempt], top: list[Attempt], scores: dict[int, list[Score]],
+                    folds: int) -> Selection:
+    confirmed: dict[int, Score] = {}
+    candidates = []
+    for attempt in top:
+        values = [s.value for s in scores[attempt.index]]
+        ok = all(v is not None for v in values)
+        mean = Score(statistics.fmean(values) if ok else None, attempt.metric, attempt.greater_is_better)
+        if ok:
+            confirmed[attempt.index] = mean
+        candidates.append({"attempt": attempt.index, "validation": attempt.score, "folds": values,
+                           "mean": mean.value, "std": statistics.pstdev(values) if ok else None, "ok": ok})
+    good = sorted((a for a in top if a.index in confirmed), key=lambda a: confirmed[a.index], reverse=True)
+    failed = [a for a in top if a.index not in confirmed]
+    order = good + ranked[len(top):] + failed
+    note = (f"attempt {good[0].index} has the best mean over {folds} folds" if good
+            else "every candidate failed on a fold: kept the validation order")
+    if good and good[0] is not ranked[0]:
+        note += f" (attempt {ranked[0].index} had the best validation score)"
+    return Selection(order, "folds", note, folds, candidates, confirmed)
