@@ -352,6 +352,11 @@ def metric_from_text(text: str, task_type: str | None) -> str | None:
 
 
 @functools.total_ordering
+def gain(value: float, base: float, greater_is_better: bool) -> float:
+    """How much better `value` is than `base` (negative when worse), in the metric's units."""
+    return value - base if greater_is_better else base - value
+
+
 @dataclass(frozen=True)
 class Score:
     """A metric value that compares by quality: `a > b` means a is better; a failed score (None) is
@@ -381,6 +386,22 @@ class Score:
     @property
     def failed(self) -> bool:
         return self.value is None
+
+    @property
+    def direction(self) -> float:
+        """+1 when greater is better, -1 when smaller is: `direction * (a - b) > 0` means a is better."""
+        return 1.0 if self.greater_is_better else -1.0
+
+    def gain_over(self, other: Score) -> float | None:
+        """How much better self is than `other` in the metric's units (negative when worse); None if either failed."""
+        if self.value is None or other.value is None:
+            return None
+        return gain(self.value, other.value, self.greater_is_better)
+
+    def relative_gain_over(self, other: Score) -> float | None:
+        """`gain_over(other)` relative to |other| (0.01 = 1% better); None if either failed."""
+        delta = self.gain_over(other)
+        return None if delta is None else delta / max(abs(other.value), 1e-12)
 
     def __lt__(self, other: object) -> bool:
         """True when self is worse than other."""

@@ -22,13 +22,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from tabcoder.bench.store import CellRow
+from tabcoder.metrics import gain
 
 DUMMY, REFERENCE = "dummy", "hgb"
-
-
-def gain(value: float, base: float, greater_is_better: bool) -> float:
-    """How much better `value` is than `base` (negative when worse), in the metric's units."""
-    return value - base if greater_is_better else base - value
 
 
 def normalised_score(score: float | None, dummy: float | None, reference: float | None,

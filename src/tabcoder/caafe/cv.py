@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from tabcoder.errors import ConfigError
 from tabcoder.grading import make_folds, make_split
-from tabcoder.metrics import Score
+from tabcoder.metrics import Score, gain
 from tabcoder.task import Task
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,7 @@ class CvScore:
 
     def gain_over(self, other: CvScore) -> float | None:
         """How much better self is than `other`, relative to |other| (positive = better); None if either failed."""
-        if self.mean is None or other.mean is None:
-            return None
-        sign = 1.0 if self.greater_is_better else -1.0
-        return sign * (self.mean - other.mean) / max(abs(other.mean), 1e-12)
+        return self.score.relative_gain_over(other.score)
 
     def paired_t(self, other: CvScore) -> float | None:
         """The paired t statistic of the per-fold differences (positive = self better); None if undefined.
@@ -66,8 +63,7 @@ class CvScore:
         pairs = [(a, b) for a, b in zip(self.folds, other.folds) if math.isfinite(a) and math.isfinite(b)]
         if len(pairs) < 2:
             return None
-        sign = 1.0 if self.greater_is_better else -1.0
-        diffs = np.array([sign * (a - b) for a, b in pairs])
+        diffs = np.array([gain(a, b, self.greater_is_better) for a, b in pairs])
         spread = diffs.std(ddof=1)
         if spread <= 1e-15:
             return 0.0 if abs(diffs.mean()) <= 1e-15 else math.copysign(math.inf, diffs.mean())

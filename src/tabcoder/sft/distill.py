@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt, Journal
+from tabcoder.metrics import gain
 from tabcoder.prompting import fence, without_example
 from tabcoder.sft.data import Example
 
@@ -161,8 +162,7 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
                     raise ConfigError(f"task {run.task} was graded with different metrics in these runs "
                                       f"({top['metric']} in {top['run']}, {attempt.metric} in {run.path}); "
                                       f"distill runs of one metric per task")
-                sign = 1 if attempt.greater_is_better else -1
-                if top is None or sign * attempt.score > sign * top["score"]:
+                if top is None or gain(attempt.score, top["score"], attempt.greater_is_better) > 0:
                     best[run.task] = {"score": attempt.score, "metric": attempt.metric,
                                       "greater_is_better": attempt.greater_is_better, "run": str(run.path),
                                       "attempt": attempt.index}
@@ -177,8 +177,7 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         if attempt.kind == "repair" and not include_repairs:
             dropped["repair_excluded"] += 1
             continue
-        if margin is not None and (attempt.score < top["score"] - margin if attempt.greater_is_better
-                                   else attempt.score > top["score"] + margin):
+        if margin is not None and gain(attempt.score, top["score"], attempt.greater_is_better) < -margin:
             dropped["below_threshold"] += 1
             continue
         key = (run.task, attempt.kind, _normalised(attempt.code))
