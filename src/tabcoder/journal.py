@@ -39,6 +39,21 @@ class LLMCall:
     finish_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Status:
+    """What became of an attempt. `kind`: pending | valid | nocode (no code block) | repeat (the script of an
+    earlier attempt, not run) | timeout | error (the script failed) | invalid (ran, but the submission did not
+    pass the checks). `detail`: the score (valid), the earlier attempt's index (repeat), the error's last
+    line (error), the first problem (invalid)."""
+
+    kind: str
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.kind not in ("valid", "pending")
+
+
 @dataclass
 class Attempt:
     """One node of the search: a script, how it ran, how it graded, and what the model made of it."""
@@ -79,6 +94,23 @@ class Attempt:
     @property
     def tokens(self) -> int:
         return sum(c.prompt_tokens + c.completion_tokens for c in self.calls)
+
+    def status(self) -> Status:
+        """What became of this attempt: the one place that decides it (prompts, progress and report render it)."""
+        if self.pending:
+            return Status("pending")
+        if self.valid:
+            return Status("valid", str(self.score_value))
+        if self.code is None:
+            return Status("nocode")
+        if self.duplicate_of is not None:
+            return Status("repeat", str(self.duplicate_of))
+        if self.timed_out:
+            return Status("timeout")
+        if self.exit_code not in (0, None):
+            lines = (self.traceback or self.stderr or "").strip().splitlines()
+            return Status("error", lines[-1][:120] if lines else f"exit {self.exit_code}")
+        return Status("invalid", self.problems[0][:120] if self.problems else "")
 
     @property
     def llm_seconds(self) -> float:

@@ -137,15 +137,9 @@ def _view(run_dir: Path, meta: dict, journal: Journal) -> dict:
 
 
 def _status(attempt: Attempt) -> str:
-    if attempt.pending:
-        return "pending"
-    if attempt.valid:
-        return "valid"
-    if attempt.code is None:
-        return "nocode"
-    if attempt.duplicate_of is not None:
-        return "repeat"
-    return "failed"
+    """The node's style: the attempt's status, with every way of failing drawn alike."""
+    kind = attempt.status().kind
+    return "failed" if kind in ("timeout", "error", "invalid") else kind
 
 
 def _plan(attempt: Attempt) -> str:
@@ -165,7 +159,7 @@ def _diff(parent: Attempt | None, attempt: Attempt) -> list[tuple[str, str]]:
 def _nodes(journal: Journal) -> dict[int, Node]:
     attempts = {a.index: a for a in journal.attempts}
     attempts.update({i: a for i, a in journal.pending.items() if i not in attempts})
-    nodes = {i: Node(a, _status(a), "pending" if a.pending else outcome(a), _plan(a), _diff(attempts.get(a.parent), a))
+    nodes = {i: Node(a, _status(a), outcome(a), _plan(a), _diff(attempts.get(a.parent), a))
              for i, a in attempts.items()}
     valid = sorted((n for n in nodes.values() if n.status == "valid"), key=lambda n: n.attempt.score_value)
     for rank, node in enumerate(valid):

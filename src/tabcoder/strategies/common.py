@@ -77,19 +77,12 @@ def shown_code(attempt: Attempt) -> str:
 
 
 def outcome(attempt: Attempt) -> str:
-    """One short phrase: the score, or how the attempt failed."""
-    if attempt.valid:
-        return str(attempt.score_value)
-    if attempt.code is None:
-        return "no code"
-    if attempt.duplicate_of is not None:
-        return f"same as attempt {attempt.duplicate_of}"
-    if attempt.timed_out:
-        return "timed out"
-    if attempt.exit_code not in (0, None):
-        last_line = (attempt.traceback or attempt.stderr or "").strip().splitlines()[-1:] or ["error"]
-        return f"failed: {last_line[0][:120]}"
-    return "invalid submission"
+    """One short phrase for the model: the score, or how the attempt failed."""
+    status = attempt.status()
+    phrases = {"valid": status.detail, "nocode": "no code", "repeat": f"same as attempt {status.detail}",
+               "timeout": "timed out", "error": f"failed: {status.detail or 'error'}", "invalid": "invalid submission",
+               "pending": "pending"}
+    return phrases[status.kind]
 
 
 def summary_line(attempt: Attempt, name: str = "attempt") -> str:
