@@ -11,7 +11,6 @@ files.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from tabcoder.errors import ConfigError, TaskError
 from tabcoder.metrics import Score
 from tabcoder.task import Task
+from tabcoder.task.ids import id_keys, text_key
 
 log = logging.getLogger(__name__)
 
@@ -215,25 +215,6 @@ def _missing_column_hint(column: str, found: list[str]) -> str:
     return f" Found {near[0]!r} instead of {column!r}: column names are case- and space-sensitive." if near else ""
 
 
-def _is_numeric_ids(ids: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(ids) and not pd.api.types.is_bool_dtype(ids)
-
-
-def _text_key(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return np.nan
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def _id_keys(values: pd.Series, numeric: bool) -> pd.Series:
-    """Comparable ids: numbers when the expected ids are numeric (so "1.0" matches 1), else stripped text."""
-    if numeric:
-        return _numbers(values)
-    return values.map(_text_key).astype(object)
-
-
 def _numbers(values: pd.Series) -> pd.Series:
     """Floats; text is stripped first; whatever is not a number becomes NaN."""
     stripped = values.map(lambda v: v.strip() if isinstance(v, str) else v)
@@ -241,10 +222,9 @@ def _numbers(values: pd.Series) -> pd.Series:
 
 
 def _id_problems(ids: pd.Series, expected: pd.Series, column: str) -> tuple[list[str], pd.Series]:
-    """Problems with the submitted ids, and the submitted id keys."""
-    numeric = _is_numeric_ids(expected)
-    keys = _id_keys(ids, numeric)
-    expected_keys = _id_keys(expected, numeric)
+    """Problems with the submitted ids, and the submitted id keys (`task.ids` says when two ids are the same)."""
+    keys = id_keys(ids, expected)
+    expected_keys = id_keys(expected, expected)
     expected_set = set(expected_keys)
     problems = []
     if len(ids) != len(expected):
@@ -300,7 +280,7 @@ def _class_label_map(classes: list) -> tuple[str, dict]:
         return "bool", {**_BOOL_WORDS}
     if all(isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool) for c in classes):
         return "number", {float(c): c for c in classes}
-    return "text", {_text_key(c): c for c in classes}
+    return "text", {text_key(c): c for c in classes}
 
 
 def _to_classes(values: pd.Series, classes: list) -> pd.Series:
@@ -310,9 +290,9 @@ def _to_classes(values: pd.Series, classes: list) -> pd.Series:
     if kind == "number":
         keys = _numbers(values)
     elif kind == "bool":
-        keys = values.map(lambda v: _text_key(v).lower() if isinstance(_text_key(v), str) else np.nan)
+        keys = values.map(lambda v: text_key(v).lower() if isinstance(text_key(v), str) else np.nan)
     else:
-        keys = values.map(_text_key)
+        keys = values.map(text_key)
     return keys.map(lambda k: mapping.get(k, np.nan) if k == k else np.nan).astype(object)
 
 
@@ -414,8 +394,7 @@ def _row_sum_problems(table: pd.DataFrame, task: Task) -> list[str]:
 
 def _aligned_table(table: pd.DataFrame, keys: pd.Series, expected: pd.Series, task: Task) -> pd.DataFrame:
     """The submission in the order of `expected`, with typed predictions (classes / floats, rows normalised)."""
-    numeric = _is_numeric_ids(expected)
-    order = pd.Index(keys.to_numpy()).get_indexer(_id_keys(expected, numeric).to_numpy())
+    order = pd.Index(keys.to_numpy()).get_indexer(id_keys(expected, expected).to_numpy())
     rows = table.iloc[order].reset_index(drop=True)
     aligned = pd.DataFrame({task.id_column: expected.reset_index(drop=True)})
     kind = _prediction_kind(task)
