@@ -1,13 +1,17 @@
-"""What every `tabcoder` command shares: typed errors become `error: ...` and their exit code."""
+"""What every `tabcoder` command shares: typed errors become `error: ...` and their exit code, the task and
+model options, and option defaults read from the configuration dataclasses."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import sys
 from pathlib import Path
 
 import click
 
+from tabcoder.config import RunConfig
 from tabcoder.errors import TabcoderError
 
 
@@ -26,6 +30,35 @@ def fail_cleanly(command):
             sys.exit(130)
 
     return wrapper
+
+
+def field_default(cls, name: str):
+    """The default of the dataclass field `name` of `cls` (a default_factory is called), for a click option:
+    the option then shows and uses what the library would use without it."""
+    found = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if found.default is not dataclasses.MISSING:
+        return found.default
+    if found.default_factory is not dataclasses.MISSING:
+        return found.default_factory()
+    raise TypeError(f"{cls.__name__}.{name} has no default")
+
+
+def param_default(function, name: str):
+    """The default of the keyword `name` of a library function, for the click option that passes it."""
+    default = inspect.signature(function).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{function.__qualname__}() has no default for {name}")
+    return default
+
+
+def names(text: str | None) -> list[str]:
+    """The items of a comma-separated option value, stripped, empty ones left out."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def say(text: str) -> None:
+    """One line to stderr (progress and notes; results go to stdout)."""
+    click.echo(text, err=True)
 
 
 def task_options(command):
@@ -52,4 +85,4 @@ MODEL_HELP = ("local, local:qwen2.5-coder-1.5b, local:qwen2.5-coder-0.5b, llamac
 def model_options(command):
     """--model and --base-url, as every command that talks to one model takes them."""
     command = click.option("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL).")(command)
-    return click.option("--model", default="local", show_default=True, help=MODEL_HELP)(command)
+    return click.option("--model", default=RunConfig.model, show_default=True, help=MODEL_HELP)(command)

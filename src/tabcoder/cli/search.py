@@ -1,19 +1,16 @@
-"""The `tabcoder resume` and `tabcoder report` commands: continue an interrupted run from its journal, and
-rebuild a run's report.html.
-
-A thin layer over `tabcoder.runner.resume` and `tabcoder.report.write_report`. Progress lines, result
-printing and error handling are the main CLI's (`tabcoder.cli`), looked up when a command runs: cli.py
-imports this module at its end, so importing from it at the top would be circular.
-"""
+"""`tabcoder resume` and `tabcoder report`: continue an interrupted run from its journal, and rebuild a
+run's report.html. A thin layer over `tabcoder.runner.resume` and `tabcoder.report.write_report`; progress
+lines and the result are printed as `tabcoder run` prints them."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from tabcoder.cli_common import fail_cleanly as _fail_cleanly
+from tabcoder.cli.common import fail_cleanly
+from tabcoder.cli.progress import Progress
+from tabcoder.cli.run import finish, print_result
 
 
 @click.command("resume")
@@ -29,7 +26,7 @@ from tabcoder.cli_common import fail_cleanly as _fail_cleanly
 @click.option("--answers", type=click.Path(path_type=Path), help="CSV of true test labels: report the test score.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_fail_cleanly
+@fail_cleanly
 def resume_command(run_dir: Path, quiet: bool, as_json: bool, **overrides) -> None:
     """Continue the interrupted (Ctrl-C, kill -9, crash) or finished run in RUN_DIR from its journal.
 
@@ -37,17 +34,16 @@ def resume_command(run_dir: Path, quiet: bool, as_json: bool, **overrides) -> No
     the search goes on until the run's budgets (raised by the options) are spent, then the final solution
     is chosen, refit and written as usual. Exit status as for `tabcoder run`.
     """
-    from tabcoder.cli import Progress, _print_result, finish
     from tabcoder.runner import resume
 
     result = resume(run_dir, on_event=Progress(quiet), **overrides)
-    _print_result(result, as_json)
+    print_result(result, as_json)
     finish(result)
 
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@_fail_cleanly
+@fail_cleanly
 def report_command(run_dir: Path) -> None:
     """Rebuild RUN_DIR/report.html from the run's journal and run.json (works on unfinished runs too)."""
     from tabcoder.report import write_report

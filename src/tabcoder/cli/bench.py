@@ -1,8 +1,8 @@
-"""The `tabcoder bench` and `tabcoder bench-report` commands: a thin layer over `tabcoder.bench`.
+"""`tabcoder bench` and `tabcoder bench-report`: a thin layer over `tabcoder.bench`.
 
 `bench` resolves the suite, builds `BenchSettings`, runs the matrix with the chosen executor and prints
 one line per finished cell, then the tables. `bench-report` prints the tables of a results file and
-writes its HTML page. Typed errors become `error: ...` and exit 2 through `cli_common.fail_cleanly`.
+writes its HTML page. Typed errors become `error: ...` and exit 2 through `common.fail_cleanly`.
 """
 
 from __future__ import annotations
@@ -13,46 +13,9 @@ from pathlib import Path
 
 import click
 
-from tabcoder.cli_common import fail_cleanly as _fail_cleanly
-
+from tabcoder.cli.common import fail_cleanly, names
+from tabcoder.cli.progress import Progress
 from tabcoder.config import RunConfig, parse_duration
-
-
-def _names(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-class BenchProgress:
-    """Prints the start of a bench and one line per finished cell to stderr."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def __call__(self, kind: str, data: dict) -> None:
-        if not self.quiet and (handler := getattr(self, f"on_{kind}", None)):
-            handler(**data)
-
-    @staticmethod
-    def on_bench_start(summary, todo) -> None:
-        click.echo(f"bench: {summary.cells} cells, {summary.already_done} already done, {todo} to run"
-                   + (f" ({summary.interrupted} interrupted earlier, re-run)" if summary.interrupted else "")
-                   + f"; results in {summary.db}", err=True)
-        for name, why in summary.skipped.items():
-            click.echo(f"  note: baseline {name} skipped: {why}", err=True)
-
-    @staticmethod
-    def on_cell_end(spec, outcome, finished, todo) -> None:
-        from tabcoder.bench.report import fmt_number
-
-        if outcome.status == "error":
-            status = "error: " + ((outcome.error or "").splitlines() or ["?"])[0][:160]
-        elif outcome.valid:
-            status = (f"test {outcome.metric} {fmt_number(outcome.test_score)}, "
-                      f"validation {fmt_number(outcome.validation_score)}")
-        else:
-            status = "no valid final submission"
-        click.echo(f"[{finished}/{todo}] {spec.task} {spec.system} seed {spec.seed}: {status} "
-                   f"({outcome.seconds or 0:.0f} s)", err=True)
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -75,15 +38,18 @@ def _suite(suite: str, answers: Path | None, cache: Path | None, tasks: str | No
     from tabcoder.bench import ensure_builtin_suite, load_suite
 
     path = ensure_builtin_suite(cache) if suite == "builtin" else Path(suite)
-    return load_suite(path, answers=answers).select(_names(tasks))
+    return load_suite(path, answers=answers).select(names(tasks))
 
 
 @click.command("bench")
 @click.argument("suite")
 @click.option("--answers", type=click.Path(path_type=Path), help="Folder of <task>.csv test labels (default: SUITE/answers or ../answers).")
 @click.option("--tasks", help="Comma-separated subset of the suite's tasks.")
-@click.option("--models", default="local", show_default=True, help="Comma-separated model strings (see `tabcoder models`).")
-@click.option("--strategies", default="reflexion", show_default=True, help="Comma-separated strategies.")
+@click.option("--models", default=RunConfig.model, show_default=True,
+              help="Comma-separated model strings (see `tabcoder models`).")
+@click.option("--strategies", default=RunConfig.strategy, show_default=True, help="Comma-separated strategies.")
+# --seeds, --baselines and --out repeat BenchSettings' defaults: importing tabcoder.bench (its baselines load
+# scikit-learn's ensembles) would add about 0.2 s to every `tabcoder` command's start.
 @click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0 .. N-1) per cell.")
 @click.option("--budget", help="Time budget per LLM cell (e.g. 4m), also FLAML's time budget.")
 @click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum attempts per LLM cell.")
@@ -91,21 +57,23 @@ def _suite(suite: str, answers: Path | None, cache: Path | None, tasks: str | No
 @click.option("--timeout", default=str(int(RunConfig.timeout)), show_default=True, help="Time limit per attempt.")
 @click.option("--threads", type=int, default=RunConfig.threads, show_default=True, help="Threads per cell (llama.cpp, generated code, baselines).")
 @click.option("--valid-fraction", type=float, default=RunConfig.valid_fraction, show_default=True)
-@click.option("--example/--no-example", "show_example", default=True, show_default=True,
+@click.option("--example/--no-example", "show_example", default=RunConfig.show_example, show_default=True,
               help="Show the model a minimal correct script (RunConfig.show_example).")
 @click.option("--base-url", help="OpenAI-compatible server shared by all workers (with --models openai:NAME).")
 @click.option("--baselines", default="dummy,hgb,flaml", show_default=True, help="Comma-separated baselines, or none.")
+# BenchSettings.baseline_seconds is None (FLAML's own budget); the command gives FLAML 60 s.
 @click.option("--baseline-budget", default="60s", show_default=True, help="FLAML's time budget when --budget is not given.")
 @click.option("--db", type=click.Path(path_type=Path), help="SQLite results file (default: OUT/bench.sqlite).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("bench-runs"), show_default=True,
               help="Folder for the cells' run folders.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+# --workers: cells at once (the executor's), not RunConfig.workers (attempts at once within a run).
 @click.option("--workers", type=int, default=1, show_default=True, help="Cells run at once (local pool; CPUs of a local Ray instance).")
 @click.option("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: start a local Ray instance.")
 @click.option("--suite-cache", type=click.Path(path_type=Path), help="Where `builtin` is generated (default: $TABCODER_HOME/suites).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
-@_fail_cleanly
+@fail_cleanly
 def bench_command(ctx: click.Context, suite: str, answers, tasks, models, strategies, seeds, budget, iterations, token_budget, timeout,
                   threads, valid_fraction, show_example, base_url, baselines, baseline_budget, db, out_dir, executor, workers,
                   address, suite_cache, quiet) -> None:
@@ -119,13 +87,13 @@ def bench_command(ctx: click.Context, suite: str, answers, tasks, models, strate
     run_options = {"iterations": iterations, "time_budget": parse_duration(budget), "token_budget": token_budget,
                    "timeout": parse_duration(timeout), "threads": threads, "valid_fraction": valid_fraction,
                    "show_example": show_example, "base_url": base_url}
-    settings = BenchSettings(models=_names(models), strategies=_names(strategies), seeds=seeds,
-                             baselines=[] if baselines.strip().lower() == "none" else _names(baselines),
+    settings = BenchSettings(models=names(models), strategies=names(strategies), seeds=seeds,
+                             baselines=[] if baselines.strip().lower() == "none" else names(baselines),
                              run_options={k: v for k, v in run_options.items() if v is not None},
                              out_dir=out_dir, baseline_seconds=parse_duration(baseline_budget))
     db = db or out_dir / "bench.sqlite"
     summary = run_bench(the_suite, settings, db, make_executor(executor, workers=workers, address=address),
-                        command=_command_line(ctx), on_event=BenchProgress(quiet))
+                        command=_command_line(ctx), on_event=Progress(quiet))
     click.echo(format_report(load_report(db).report))
     click.echo(f"\nresults: {db}  (HTML page: tabcoder bench-report {db})", err=True)
     sys.exit(1 if summary.errors else 0)
@@ -135,7 +103,7 @@ def bench_command(ctx: click.Context, suite: str, answers, tasks, models, strate
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Where to write the HTML page (default: DB with .html).")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Also write the tables to this Markdown file.")
-@_fail_cleanly
+@fail_cleanly
 def bench_report_command(db: Path, html_path: Path | None, markdown: Path | None) -> None:
     """Print the tables of the results file DB and write its self-contained HTML page with plots."""
     from tabcoder.bench import format_report, load_report, render_html

@@ -1,9 +1,9 @@
-"""The `tabcoder caafe` command: let the model engineer features for a task, keep those that cross-validation
-accepts, and write the feature code, the table of every proposal and the transformed data.
+"""`tabcoder caafe`: let the model engineer features for a task, keep those that cross-validation accepts,
+and write the feature code, the table of every proposal and the transformed data.
 
 A thin layer over `tabcoder.caafe`: it loads the task and the model, calls `run_caafe` on all labelled
 rows, writes the outputs, prints progress, and turns typed errors into `error: ...` and exit codes
-(2 for bad input, 1 for failures at run time) through the main CLI's handler.
+(2 for bad input, 1 for failures at run time) through `common.fail_cleanly`.
 """
 
 from __future__ import annotations
@@ -12,31 +12,12 @@ from pathlib import Path
 
 import click
 
-from tabcoder.cli_common import fail_cleanly, model_options, task_options
-
 from tabcoder.caafe.cv import BASE_MODELS
 from tabcoder.caafe.engine import CaafeSettings
-from tabcoder.caafe.result import CaafeResult, Proposal, fmt_value
-
-
-class CaafeProgress:
-    """Prints one line per CAAFE event to stderr."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def __call__(self, kind: str, data: dict) -> None:
-        handler = getattr(self, f"on_{kind}", None)
-        if handler and not self.quiet:
-            handler(**data)
-
-    def on_caafe_start(self, task, n_features, base, rows) -> None:
-        click.echo(f"task {task.name}: {task.task_type}, target {task.target!r}; CAAFE asks for {n_features} "
-                   f"feature(s), cross-validating on {rows} rows; base-model CV {base}", err=True)
-
-    def on_caafe_proposal(self, proposal: Proposal, metric: str) -> None:
-        click.echo(f"proposal {proposal.index}: {proposal.label}: {proposal.outcome(metric)} "
-                   f"[{proposal.seconds:.1f} s]", err=True)
+from tabcoder.caafe.result import CaafeResult, fmt_value
+from tabcoder.cli.common import fail_cleanly, field_default, model_options, task_options
+from tabcoder.cli.progress import Progress
+from tabcoder.config import RunConfig
 
 
 def _summary(result: CaafeResult, run_dir: Path, written: list[str]) -> str:
@@ -53,6 +34,7 @@ def _summary(result: CaafeResult, run_dir: Path, written: list[str]) -> str:
 
 @click.command("caafe")
 @click.argument("task", type=click.Path(path_type=Path))
+# --features: CAAFE alone asks for 5 proposals; RunConfig.caafe is 0 (a run has no CAAFE stage by default).
 @click.option("--features", "n_features", type=int, default=5, show_default=True,
               help="How many feature proposals to ask the model for.")
 @click.option("--max-kept", type=int, help="Stop once this many features were kept.")
@@ -72,11 +54,13 @@ def _summary(result: CaafeResult, run_dir: Path, written: list[str]) -> str:
 @click.option("--timeout", type=float, default=CaafeSettings.timeout, show_default=True,
               help="Seconds per sandbox run of feature code.")
 @click.option("--temperature", type=float, default=CaafeSettings.temperature, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for llama.cpp and the sandbox.")
-@click.option("--n-ctx", type=int, default=8192, show_default=True, help="Context length for llama.cpp models.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="Folder that receives the <time>-<task>-caafe folder.")
+@click.option("--threads", type=int, default=RunConfig.threads, show_default=True,
+              help="CPU threads for llama.cpp and the sandbox.")
+@click.option("--n-ctx", type=int, default=RunConfig.n_ctx, show_default=True,
+              help="Context length for llama.cpp models.")
+@click.option("--seed", type=int, default=RunConfig.seed, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=field_default(RunConfig, "out_dir"),
+              show_default=True, help="Folder that receives the <time>-<task>-caafe folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def caafe_command(**options) -> None:
     """Engineer features for TASK with CAAFE: the model proposes features as pandas code, the sandbox runs
@@ -107,7 +91,7 @@ def _caafe(task: Path, n_features: int, model: str, base_url: str | None, thread
     with get_backend(model, threads=threads, n_ctx=n_ctx, base_url=base_url, seed=seed) as backend:
         run_dir = new_run_dir(out_dir, f"{loaded.name}-caafe")
         result = run_caafe(loaded, loaded.train, backend=backend, sandbox=sandbox, n_features=n_features, seed=seed,
-                           settings=caafe_settings, workdir=run_dir / "proposals", on_event=CaafeProgress(quiet))
+                           settings=caafe_settings, workdir=run_dir / "proposals", on_event=Progress(quiet))
     written = _write_all(result, loaded, run_dir, sandbox, caafe_settings.timeout)
     click.echo(_summary(result, run_dir, written))
 
