@@ -175,7 +175,7 @@ class UCBPolicy(Policy):
         total = len(view.attempts)
         actions = []
         for _ in range(n):
-            def ucb(item: tuple[Action, Attempt]) -> tuple[float, float, int]:
+            def ucb(item: tuple[Action, Attempt], total: int = total) -> tuple[float, float, int]:
                 action, node = item
                 bonus = self.c * math.sqrt(math.log(total + 1) / visits[node.index])
                 return value[node.index] + bonus, value[node.index], -node.index
