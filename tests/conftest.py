@@ -1,14 +1,21 @@
-"""Fixtures shared by the test modules: a fake OpenAI-compatible server on 127.0.0.1 that injects faults."""
+"""Fixtures shared by the test modules: a fake OpenAI-compatible server on 127.0.0.1 that injects faults, and a
+listening localhost socket. Plain helpers (paths, scripts, the CLI runner, journal readers) are in support.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+# Every progress event the library emits must be one the printer knows: under the tests an unknown kind
+# raises, here and in every `tabcoder` process a test starts (they inherit the environment).
+os.environ.setdefault("TABCODER_STRICT_EVENTS", "1")
 
 
 class FakeOpenAI:
@@ -117,3 +124,13 @@ class FakeOpenAI:
 def fake_openai() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
         yield server
+
+
+@pytest.fixture
+def tcp_server():
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,8 @@ from tabcoder.bench import ResultStore, ensure_builtin_suite
 from tabcoder.bench.report import build_report
 from tabcoder.cli import main
 
-from test_bench_report import toy_rows
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+from bench_helpers import toy_rows
+from support import CHROMIUM, chromium
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +89,6 @@ def test_a_harness_failure_is_an_error_row_and_exit_1(tmp_path, cache):
     assert "error: LLMError: the search was cut short: replay file" in done.output and "1 cell(s) error" in done.output
     with ResultStore(tmp_path / "runs" / "bench.sqlite") as store:
         assert sorted(r.status for r in store.rows()) == ["done", "error"]
-
-
-def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "

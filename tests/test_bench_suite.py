@@ -14,7 +14,7 @@ from tabcoder.bench.builtin import TASKS, ensure_builtin_suite, write_builtin_su
 from tabcoder.bench.suite import load_suite
 from tabcoder.errors import TaskError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from support import SHARED
 
 
 @pytest.fixture(scope="module")

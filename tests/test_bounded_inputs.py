@@ -14,7 +14,7 @@ from tabcoder.profile import MAX_CELL_CHARS, clip, clip_repr, describe_submissio
 from tabcoder.prompting import PromptBuilder
 from tabcoder.task import MAX_COLUMNS_PY_BYTES, MAX_DESCRIPTION_CHARS, load_task, parse_columns_py
 
-from test_cli import tabcoder
+from support import tabcoder
 
 BIG = 50_000_000
 #: What the prompts of a small task stay under, whatever its cells or description hold.

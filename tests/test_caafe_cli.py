@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,11 +11,12 @@ import pytest
 from tabcoder.caafe import read_result
 
 from caafe_helpers import NOISE, RATIO, make_task
+from support import tabcoder as run_tabcoder, write_replay
 
 
 def tabcoder(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tabcoder.cli", *map(str, args)], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
+    """`tabcoder ARGS` in a real process, with a 300 s limit."""
+    return run_tabcoder(*args, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +27,7 @@ def task_dir(tmp_path_factory) -> Path:
 
 
 def test_caafe_command_writes_code_table_and_transformed_data(task_dir, tmp_path):
-    replay = tmp_path / "replay.jsonl"
-    replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in (RATIO, NOISE)))
+    replay = write_replay(tmp_path / "replay.jsonl", (RATIO, NOISE))
     done = tabcoder("caafe", task_dir, "--model", f"replay:{replay}", "--features", "2", "--folds", "3",
                     "--repeats", "2", "--out", tmp_path / "runs")
     assert done.returncode == 0, done.stderr

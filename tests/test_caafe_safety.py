@@ -12,10 +12,9 @@ from tabcoder.prompting import fence
 from tabcoder.sandbox import LocalSandbox
 
 from caafe_helpers import FAST, make_task
-from test_sandbox import tcp_server  # noqa: F401  (fixture: a listening localhost socket)
 
 
-def test_whitelist_bypasses_do_nothing_outside_the_workspace(tmp_path, tcp_server):  # noqa: F811
+def test_whitelist_bypasses_do_nothing_outside_the_workspace(tmp_path, tcp_server):
     task = make_task(tmp_path / "task", "binary", rows=60)
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tabcoder.prompting import fence
 
-from test_loop import WINE, WINE_ANSWERS, good_script
-
-SHARED_TASKS = Path(__file__).resolve().parents[2] / "shared" / "tasks"
-
-
-def tabcoder(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tabcoder.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
-
-
-def replay_file(tmp_path: Path, *texts: str) -> Path:
-    path = tmp_path / "replay.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    return path
+from support import WINE, WINE_ANSWERS, good_script, replay_file, tabcoder
 
 
 def test_run_with_replay_backend_prints_progress_and_result(tmp_path):

@@ -8,9 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_cli import tabcoder
+from support import SHARED, journal_lines, tabcoder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 pytestmark = pytest.mark.slow
 
 
@@ -30,7 +29,7 @@ def test_packaged_model_writes_graded_code_for_a_shared_task(tmp_path, penguins)
     assert done.returncode in (0, 1), done.stderr
     summary = json.loads(done.stdout)
     run_dir = Path(summary["run_dir"])
-    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    records = journal_lines(run_dir)
     assert records, "the journal records every attempt"
     first = records[0]
     # a real model was called: real token counts, a prompt that carries the data profile

@@ -14,7 +14,7 @@ from tabcoder.grading import Grade, check_submission, grade_submission, make_fol
 from tabcoder.metrics import Score
 from tabcoder.task import Task, load_task
 
-TASKS = Path(__file__).resolve().parents[2] / "shared" / "tasks"
+from support import SHARED_TASKS
 
 
 def make_task(tmp_path: Path, frame: pd.DataFrame, **options) -> Task:
@@ -345,7 +345,7 @@ def test_invalid_submission_grades_worst(tmp_path, binary_task):
 
 
 def test_shared_task_round_trip():
-    folder = TASKS / "telco_churn"
+    folder = SHARED_TASKS / "telco_churn"
     if not folder.is_dir():
         pytest.skip("shared tasks not available")
     task = load_task(folder)

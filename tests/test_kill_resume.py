@@ -23,9 +23,7 @@ from tabcoder.grading import check_submission
 from tabcoder.journal import Journal
 from tabcoder.prompting import fence
 
-from test_cli import tabcoder
-from test_loop import WINE, good_script
-from test_resume import journal_lines, slow_script
+from support import WINE, good_script, journal_lines, slow_script, tabcoder, write_replay
 
 REFLECTION = "Keep the model; nothing failed."
 QUIET_SECONDS = 3.0  # after a kill, how long the run folder must stay unchanged
@@ -272,9 +270,8 @@ SLEEP = 3.0  # seconds every script sleeps: the phases last long enough to be ca
 
 def start_slow_run(tmp_path: Path, *args: object) -> subprocess.Popen:
     """A tree search of 3 drafts (evaluated two at a time), from a replay file with exactly 3 answers."""
-    replay = tmp_path / "answers.jsonl"
-    replay.write_text("".join(json.dumps({"text": fence(slow_script(n, SLEEP))}) + "\n"
-                              for n in range(1, FINAL_ATTEMPTS + 1)))
+    replay = write_replay(tmp_path / "answers.jsonl",
+                          (fence(slow_script(n, SLEEP)) for n in range(1, FINAL_ATTEMPTS + 1)))
     return start(tmp_path, "--model", f"replay:{replay}", "--strategy", "tree", "--drafts", FINAL_ATTEMPTS,
                  "--iterations", FINAL_ATTEMPTS, "--workers", 2, *args)
 

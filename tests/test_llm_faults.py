@@ -4,9 +4,7 @@ way a real one does (429, 5xx, hangs, invalid JSON, odd but legal replies), thro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from tabcoder.prompting import fence
 
-from test_loop import WINE, good_script
+from support import WINE, good_script, journal_lines, latest, tabcoder
 
 FAST_RETRIES = {"TABCODER_LLM_RETRIES": "1"}
 
@@ -24,8 +22,7 @@ def variant(n: int) -> str:
 
 
 def run_cli(*args: object, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tabcoder.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **FAST_RETRIES, **(env or {})}, timeout=timeout)
+    return tabcoder(*args, env={**FAST_RETRIES, **(env or {})}, timeout=timeout)
 
 
 def run_against(fake, tmp_path: Path, *extra: object, iterations: int = 3, env: dict | None = None):
@@ -33,15 +30,6 @@ def run_against(fake, tmp_path: Path, *extra: object, iterations: int = 3, env: 
                    "--timeout", "60", "--confirm-folds", "0", "--out", tmp_path / "runs", "--json", *extra, env=env)
     summary = json.loads(done.stdout) if done.stdout.strip() else None
     return done, summary
-
-
-def journal(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines() if line.strip()]
-
-
-def latest(run_dir: Path) -> dict[int, dict]:
-    """The last complete record of each attempt (a journal appends updates, e.g. a reflection, as new lines)."""
-    return {r["index"]: r for r in journal(run_dir) if not r["pending"]}
 
 
 def test_429_then_success_is_retried_and_the_run_succeeds(fake_openai, tmp_path):
@@ -80,7 +68,7 @@ def test_5xx_after_a_valid_attempt_finalises_it_and_resume_continues(fake_openai
     assert again["attempts"] == 3 and again["cut_short"] is None and again["final_valid"]
     records = latest(run_dir)
     assert sorted(records) == [1, 2, 3]
-    assert {r["code"] for r in journal(run_dir) if r["index"] == 1} == {records[1]["code"]}
+    assert {r["code"] for r in journal_lines(run_dir) if r["index"] == 1} == {records[1]["code"]}
     assert records[1]["code"] in variant(1)  # attempt 1 kept as it was, not written again
 
 

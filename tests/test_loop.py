@@ -10,24 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tabcoder import RunConfig, load_task, run
+from tabcoder import RunConfig, run
 from tabcoder.backends import ScriptedBackend
-from tabcoder.grading import make_split
-from tabcoder.profile import profile_task
-from tabcoder.prompting import PromptBuilder, fence
+from tabcoder.prompting import fence
 
-REPO = Path(__file__).resolve().parents[1]
-WINE = REPO / "examples" / "wine"
-WINE_ANSWERS = REPO / "examples" / "answers" / "wine.csv"
+from support import WINE, WINE_ANSWERS, good_script, journal_records
 
 REFLECTION = "The column name was wrong; use the TARGET constant."
-
-
-def good_script(task_dir: Path = WINE) -> str:
-    """A correct solution for any task: the minimal example the prompt shows the model."""
-    task = load_task(task_dir)
-    split = make_split(task)
-    return PromptBuilder(task, profile_task(task, split.fit, split.valid), timeout=60).example()
 
 
 def run_scripted(tmp_path: Path, responses: list[str], **options):
@@ -36,14 +25,6 @@ def run_scripted(tmp_path: Path, responses: list[str], **options):
     options.setdefault("timeout", 60)
     result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", **options), backend=backend)
     return result, backend
-
-
-def journal_records(run_dir: Path) -> list[dict]:
-    records = {}
-    for line in (run_dir / "journal.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        records[record["index"]] = record
-    return [records[i] for i in sorted(records)]
 
 
 def test_first_attempt_succeeds_and_run_folder_is_complete(tmp_path):
@@ -87,7 +68,7 @@ def test_broken_code_is_repaired_after_reflection(tmp_path):
     assert "cultivarr" in records[0]["feedback"]          # the model is shown the real error
     assert records[0]["reflection"] == REFLECTION
     assert records[1]["kind"] == "repair" and records[1]["parent"] == 1
-    reflect_prompt, revise_prompt = backend.history[1], backend.history[2]
+    revise_prompt = backend.history[2]  # [1] is the reflection call
     messages = revise_prompt["messages"] if isinstance(revise_prompt, dict) else revise_prompt
     last = messages[-1]["content"]
     assert "cultivarr" in last and REFLECTION in last

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from tabcoder.metrics import (
     metrics_for,
 )
 
-TASKS = Path(__file__).resolve().parents[2] / "shared" / "tasks"
+from support import SHARED_TASKS
 
 
 def score(name, y_true, y_pred, **kw):
@@ -159,7 +158,7 @@ def test_default_metric_and_metrics_for():
     ("attrition", "binary", "f1"),
 ])
 def test_metric_from_shared_descriptions(task, task_type, expected):
-    text = (TASKS / task / "description.md").read_text()
+    text = (SHARED_TASKS / task / "description.md").read_text()
     assert metric_from_text(text, task_type) == expected
 
 

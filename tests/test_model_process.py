@@ -18,7 +18,7 @@ from tabcoder.backends import get_backend
 from tabcoder.backends.model_process import describe_exit
 from tabcoder.errors import BackendError, LLMError
 
-from test_loop import WINE
+from support import WINE, journal_lines, tabcoder
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'tabcoder[local]')")
 TINY = "local:smollm2-135m"
@@ -118,8 +118,6 @@ def test_a_model_that_cannot_load_is_a_backend_error_with_llama_cpp_s_reason(tmp
 
 
 def test_models_check_loads_and_generates_or_names_the_failure(tmp_path):
-    from test_cli import tabcoder
-
     good = tabcoder("models", "--check", "--model", TINY)
     assert good.returncode == 0, good.stderr
     assert any(line.startswith(f"ok   {TINY}") and "tok/s" in line for line in good.stdout.splitlines())
@@ -174,14 +172,13 @@ def test_a_model_crash_mid_run_is_one_error_line_and_resume_finishes_the_run(tmp
     summary = json.loads(stdout)
     run_dir = Path(summary["run_dir"])
     assert summary["attempts"] == 1 and summary["cut_short"]
-    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    records = journal_lines(run_dir)
     assert {r["index"] for r in records} == {1} and not records[-1]["pending"]  # intact: attempt 1, complete
 
-    resumed = subprocess.run([sys.executable, "-m", "tabcoder.cli", "resume", str(run_dir), "--json"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = tabcoder("resume", run_dir, "--json")
     assert resumed.returncode in (0, 1), resumed.stderr  # finished (the tiny model's scripts may all fail)
     again = json.loads(resumed.stdout)
     assert again["attempts"] == 3 and again["cut_short"] is None
-    records = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    records = journal_lines(run_dir)
     first_codes = {r["code"] for r in records if r["index"] == 1}
     assert len(first_codes) == 1 and {r["index"] for r in records} == {1, 2, 3}

@@ -10,8 +10,7 @@ from tabcoder import RunConfig, run
 from tabcoder.evaluation import EvaluationPool
 from tabcoder.prompting import fence
 
-from test_loop import WINE
-from test_tree import DIAGNOSIS, variant
+from support import DIAGNOSIS, WINE, journal_records, latest, variant, write_replay
 
 #: Fields that are timings (or depend on them); everything else must match between serial and parallel runs.
 TIMING = {"run_seconds", "started_at", "finished_at", "peak_memory_mb", "stderr", "calls"}
@@ -25,21 +24,15 @@ def replay_file(tmp_path: Path) -> Path:
     texts = [fence(code) for code in scripts]
     texts += [DIAGNOSIS, fence(variant(4, sleep=1.0)), fence(variant(4, sleep=1.0)), fence(variant(6)),
               fence(variant(7))]
-    path = tmp_path / "answers.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    return path
+    return write_replay(tmp_path / "answers.jsonl", texts)
 
 
 def content(run_dir: Path) -> list[dict]:
-    records: dict[int, dict] = {}
-    for line in (run_dir / "journal.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        records[record["index"]] = record
     out = []
-    for index in sorted(records):
-        record = {k: v for k, v in records[index].items() if k not in TIMING}
+    for last in journal_records(run_dir):
+        record = {k: v for k, v in last.items() if k not in TIMING}
         record["calls"] = [{k: v for k, v in c.items() if k not in ("seconds", "prompt_seconds")}
-                           for c in records[index]["calls"]]
+                           for c in last["calls"]]
         out.append(record)
     return out
 
@@ -64,7 +57,7 @@ def test_parallel_evaluation_records_the_same_content_as_a_serial_run(tmp_path):
     assert parallel.best.index == serial.best.index and parallel.final_valid
 
     # and the parallel run did overlap: draft 2 was written and graded while draft 1 was still running
-    records = {r["index"]: r for r in map(json.loads, (parallel.run_dir / "journal.jsonl").open()) if not r["pending"]}
+    records = latest(parallel.run_dir)
     assert records[2]["started_at"] < records[1]["finished_at"]
     assert records[3]["started_at"] < records[1]["finished_at"]
 

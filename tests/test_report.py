@@ -4,18 +4,14 @@ network), and rendered by a real headless Chromium."""
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tabcoder import RunConfig, run
 from tabcoder.report import write_report
 
-from test_cli import tabcoder
-from test_tree import Responder
+from support import CHROMIUM, WINE, WINE_ANSWERS, Responder, chromium, tabcoder
 
-CHROMIUM = Path("/usr/bin/chromium")
 #: Anything that would make a browser fetch something: external scripts, styles, images, fonts, frames.
 EXTERNAL = re.compile(r"""(?:src|href|srcset|action|data)\s*=\s*["']?\s*(?:https?:|//)|url\(\s*["']?\s*(?:https?:|//)|@import""",
                       re.IGNORECASE)
@@ -27,9 +23,7 @@ def tree_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     responder = Responder(broken=(2,))
     config = RunConfig(out_dir=out, strategy="tree", iterations=6, timeout=60, confirm_folds=2, confirm_top=2,
-                       answers=Path(__file__).resolve().parents[1] / "examples" / "answers" / "wine.csv")
-    from test_loop import WINE
-
+                       answers=WINE_ANSWERS)
     return run(WINE, config=config, backend=responder.backend())
 
 
@@ -73,23 +67,16 @@ def test_report_of_an_unfinished_run_says_how_to_resume(tree_run, tmp_path):
     assert "has not finished" in html and f"tabcoder resume {copy}" in html
 
 
-def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={user_data}"]
-    return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Chromium is not installed at /usr/bin/chromium "
                     "(Debian: apt-get install -y chromium); the browser check of report.html is skipped")
 def test_report_renders_in_headless_chromium(tree_run, tmp_path):
     url = (tree_run.run_dir / "report.html").as_uri()
-    dom = chromium("--dump-dom", url, user_data=tmp_path / "profile-dom")
+    dom = chromium("--dump-dom", url, profile=tmp_path / "profile-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'data-ready="6"' in dom.stdout, "the inline script ran and found the six nodes"
     assert dom.stdout.count("<circle") >= 6 and 'id="tree"' in dom.stdout and 'id="scores"' in dom.stdout
     shot = tmp_path / "report.png"
-    done = chromium(f"--screenshot={shot}", "--window-size=1200,1600", url, user_data=tmp_path / "profile-shot")
+    done = chromium(f"--screenshot={shot}", "--window-size=1200,1600", url, profile=tmp_path / "profile-shot")
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000, "a blank page compresses to a few kB"

@@ -21,17 +21,10 @@ from tabcoder.journal import Journal
 from tabcoder.prompting import fence
 from tabcoder.runner import resume
 
-from test_cli import tabcoder
-from test_loop import WINE, good_script
+from support import WINE, good_script, journal_lines, slow_script, tabcoder, write_replay
 
 REFLECTION = "Keep the model; nothing failed."
 ATTEMPTS = 5
-
-
-def slow_script(n: int, seconds: float) -> str:
-    """The same predictions every time (so the search path is fixed), a distinct script, and slow."""
-    return good_script().replace("import pandas as pd", f"import time\ntime.sleep({seconds})\nVARIANT = {n}\n"
-                                 "import pandas as pd", 1)
 
 
 def replay_file(tmp_path: Path, strategy: str, seconds: float = 2.0) -> Path:
@@ -41,13 +34,7 @@ def replay_file(tmp_path: Path, strategy: str, seconds: float = 2.0) -> Path:
         if strategy == "reflexion":  # reflexion reflects on each attempt before the next
             texts.append(REFLECTION)
         texts.append(fence(slow_script(n, seconds)))
-    path = tmp_path / "answers.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    return path
-
-
-def journal_lines(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines() if line.strip()]
+    return write_replay(tmp_path / "answers.jsonl", texts)
 
 
 def start_run(tmp_path: Path, strategy: str) -> subprocess.Popen:

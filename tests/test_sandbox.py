@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import textwrap
 import time
@@ -277,16 +276,6 @@ NETWORK_PROBE = """
     with open("net.json", "w") as handle:
         json.dump(results, handle)
 """
-
-
-@pytest.fixture
-def tcp_server():
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    yield server
-    server.close()
 
 
 def test_network_is_blocked(sandbox, workspace, tcp_server):

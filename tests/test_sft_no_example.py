@@ -14,8 +14,7 @@ from tabcoder.prompting import PromptBuilder, fence, without_example
 from tabcoder.sft.distill import distill
 from tabcoder.task import load_task
 
-REPO = Path(__file__).resolve().parents[1]
-WINE = REPO / "examples" / "wine"
+from support import WINE
 
 
 def _builders(style: str) -> tuple[PromptBuilder, PromptBuilder]:

@@ -13,11 +13,11 @@ import pytest
 from tabcoder.errors import ConfigError, TaskError
 from tabcoder.task import Task, load_task, parse_columns_py, read_table
 
-TASKS = Path(__file__).resolve().parents[2] / "shared" / "tasks"
+from support import SHARED_TASKS
 
 
 def shared(name: str) -> Path:
-    path = TASKS / name
+    path = SHARED_TASKS / name
     if not path.is_dir():
         pytest.skip(f"shared task {name} not available at {path}")
     return path
@@ -287,7 +287,7 @@ def test_task_type_inference(tmp_path):
         "bool": (np.arange(n) % 2 == 0, "binary"),
         "text": (np.where(np.arange(n) % 3 == 0, "a", "b"), "binary"),
     }
-    for name, (values, expected) in cases.items():
+    for name, (values, _) in cases.items():
         frame[name] = values
     frame.to_csv(tmp_path / "d.csv", index=False)
     for name, (_, expected) in cases.items():

@@ -14,55 +14,15 @@ from tabcoder import RunConfig, run
 from tabcoder.backends import ScriptedBackend
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt
-from tabcoder.prompting import fence
 from tabcoder.strategies.common import summarise
 from tabcoder.strategies.policy import Action, GreedyPolicy, TreeView, UCBPolicy, make_policy
 
-from test_loop import WINE, good_script, journal_records
-
-DIAGNOSIS = "The target column name is misspelled; use 'cultivar'."
+from support import DIAGNOSIS, WINE, Responder, good_script, journal_lines, journal_records
 
 
 def node(index: int, parent: int | None, kind: str, score: float | None, **extra) -> Attempt:
     return Attempt(index=index, parent=parent, kind=kind, messages=[], response="", code=f"# {index}",
                    valid=score is not None, score=score, metric="accuracy", greater_is_better=True, **extra)
-
-
-def variant(n: int, broken: bool = False, sleep: float = 0.0, same_score: bool = False) -> str:
-    """A distinct correct script (n sets the forest size, or with `same_score` only a constant), or one that
-    fails with a KeyError."""
-    code = good_script()
-    if same_score:
-        code = code.replace("import pandas as pd", f"import pandas as pd\nVARIANT = {n}", 1)
-    else:
-        code = code.replace("n_estimators=200", f"n_estimators={10 + n}")
-    if sleep:
-        code = code.replace("import pandas as pd", f"import time\ntime.sleep({sleep})\nimport pandas as pd", 1)
-    if broken:
-        code = code.replace("TARGET = 'cultivar'", "TARGET = 'cultivarr'", 1)
-    return code
-
-
-class Responder:
-    """A scripted model: answers each kind of request (draft, repair, improvement, reflection) from the prompt.
-    `broken` lists the numbers of the code answers (1-based) that fail; `sleep` makes every script slower."""
-
-    def __init__(self, broken: tuple[int, ...] = (), sleep: float = 0.0, sleeps: dict[int, float] | None = None,
-                 same_score: bool = False):
-        self.broken, self.sleep, self.sleeps, self.same_score = set(broken), sleep, sleeps or {}, same_score
-        self.code_answers = 0
-
-    def __call__(self, messages: list[dict]) -> str:
-        ask = messages[-1]["content"]
-        if "Reflect in two to four short sentences" in ask:
-            return DIAGNOSIS
-        self.code_answers += 1
-        n = self.code_answers
-        code = variant(n, broken=n in self.broken, sleep=self.sleeps.get(n, self.sleep), same_score=self.same_score)
-        return f"Plan {n}: a forest of {10 + n} trees.\n" + fence(code)
-
-    def backend(self, calls: int = 200) -> ScriptedBackend:
-        return ScriptedBackend([self] * calls)
 
 
 def run_tree(tmp_path: Path, responder: Responder, **options):
@@ -214,7 +174,7 @@ def test_once_the_ideas_are_used_up_the_model_chooses_and_is_told_what_was_tried
 
 def test_the_journal_of_a_tree_run_is_complete(tmp_path):
     result, _ = run_tree(tmp_path, Responder(broken=(1,)), iterations=5)
-    lines = [json.loads(line) for line in (result.run_dir / "journal.jsonl").read_text().splitlines()]
+    lines = journal_lines(result.run_dir)
     complete = [r for r in lines if not r["pending"]]
     assert sorted({r["index"] for r in complete}) == [1, 2, 3, 4, 5]
     for index in range(1, 6):  # a later line for an index only adds to it (the reflection), never redoes it

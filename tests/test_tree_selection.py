@@ -10,8 +10,7 @@ from tabcoder.backends import ScriptedBackend
 from tabcoder.grading import make_split
 from tabcoder.prompting import fence
 
-from test_loop import WINE, WINE_ANSWERS
-from test_tree import Responder, variant
+from support import WINE, WINE_ANSWERS, Responder, variant
 
 
 def lucky_script() -> str:
