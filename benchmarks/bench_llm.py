@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.backends import Backend, get_backend
-from tabcoder.backends.llamacpp import LlamaCppBackend, cpu_flags, resolve_extra_bufts
+from tabcoder.backends.llamacpp import LlamaCppBackend, resolve_extra_bufts
 from tabcoder.backends.weights import DEFAULT_LOCAL_MODEL, ensure_model
 
 SYSTEM = (
@@ -67,6 +67,18 @@ class Sample:
     @property
     def gen_tps(self) -> float:
         return self.gen_tokens / self.gen_s if self.gen_s else float("nan")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def messages(nonce: str, user: str = USER) -> list[dict[str, str]]:

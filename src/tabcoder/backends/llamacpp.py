@@ -8,9 +8,9 @@ under `share_servers`). `LlamaCppBackend` is the model in-process, as that serve
 once with llama-cpp-python, chat completions with the GGUF's own chat template, and per-call accounting.
 
 Extra buffer types (llama.cpp's repacked weights for AVX2/AVX-512 and its AMX matmul) are a setting
-(`extra_bufts`, or `TABCODER_EXTRA_BUFTS=auto|on|off`): `auto` turns them off on CPUs with Intel AMX,
-where the AMX path crashed with SIGSEGV on the packaged Q4_K_M weights, and otherwise follows
-`EXTRA_BUFTS_WITHOUT_AMX`, chosen by measurement (benchmarks/bench_llm.py, docs/local-model.md).
+(`extra_bufts`, or `TABCODER_EXTRA_BUFTS=auto|on|off`): `auto` is off, on every CPU: with Intel AMX
+the AMX path crashed with SIGSEGV on the packaged Q4_K_M weights, and on an AVX2 machine they gained
+nothing (benchmarks/bench_llm.py --extra-bufts-sweep, docs/local-model.md).
  llama-cpp-python keeps the previous call's tokens in its KV cache
 and re-evaluates only the part of the new prompt after the longest common prefix; we observe this by
 wrapping the instance's `eval` (which `Llama.generate` calls first with exactly the prompt tokens
@@ -51,20 +51,7 @@ DEFAULT_N_CTX = 8192
 LLAMACPP_SETTINGS = ("threads", "n_ctx", "n_batch", "seed", "verbose", "extra_bufts", "llm_timeout")
 EXTRA_BUFTS_ENV = "TABCODER_EXTRA_BUFTS"
 EXTRA_BUFTS_CHOICES = ("auto", "on", "off")
-EXTRA_BUFTS_WITHOUT_AMX = False  # measured on AVX2 and AVX-512 machines: see docs/local-model.md
 DEFAULT_LOCAL_TIMEOUT = 600.0  # one call: a full 8k-token prompt (~25 tok/s) plus 1,536 tokens at ~10 tok/s
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of this machine (empty where /proc/cpuinfo cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def resolve_extra_bufts(value: str | bool | None = None) -> bool:
@@ -75,11 +62,7 @@ def resolve_extra_bufts(value: str | bool | None = None) -> bool:
     if choice not in EXTRA_BUFTS_CHOICES:
         raise ConfigError(f"extra buffer types must be one of {', '.join(EXTRA_BUFTS_CHOICES)} (got {choice!r}; "
                           f"from {EXTRA_BUFTS_ENV} or the extra_bufts setting)")
-    if choice != "auto":
-        return choice == "on"
-    if any(flag.startswith("amx") for flag in cpu_flags()):
-        return False
-    return EXTRA_BUFTS_WITHOUT_AMX
+    return choice == "on"  # auto: off (AMX crashed with them; elsewhere they gained nothing, docs/local-model.md)
 
 
 def import_llama_cpp() -> Any:
@@ -294,22 +277,13 @@ class LocalBackend(Backend):
             raise LLMError(f"{self.model_id}: backend is closed")
         return self._server
 
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion:
+    def complete(self, messages: Messages, **options: Any) -> Completion:
+        """`Backend.complete`'s options, passed to the model's process as they are."""
         server = self.server
         failure = server.failure()
         if failure is None:
             try:
-                return self._client.complete(messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                             seed=seed, stop=stop)
+                return self._client.complete(messages, **options)
             except LLMError:
                 time.sleep(0.2)  # a process that just died may still be reaped
                 failure = server.failure()
@@ -356,29 +330,22 @@ def local_spec(model: str, settings: dict[str, Any]) -> model_process.ServerSpec
     return None
 
 
-def _local_backend(path: Path, model_id: str, settings: dict[str, Any]) -> LocalBackend:
-    return LocalBackend(server_spec(path, model_id, settings),
-                        timeout=float(settings.get("llm_timeout") or DEFAULT_LOCAL_TIMEOUT))
+def _local_backend(model: str, settings: dict[str, Any]) -> LocalBackend:
+    spec = local_spec(model, settings)
+    assert spec is not None  # registered for the local and llamacpp schemes only
+    return LocalBackend(spec, timeout=float(settings.get("llm_timeout") or DEFAULT_LOCAL_TIMEOUT))
 
 
 @register("local", forms=("local", *(f"local:{name}" for name in CATALOG)), settings=LLAMACPP_SETTINGS)
 def _local_factory(rest: str, settings: dict[str, Any]) -> Backend:
-    name = rest or DEFAULT_LOCAL_MODEL
-    packaged_model(name)  # unknown name -> BackendError before anything heavy
-    require_llama_cpp()  # missing extra -> BackendError before assembling a 1 GB file
-    path = ensure_model(name)
-    return _local_backend(path, f"local:{name}", settings)
+    return _local_backend(f"local:{rest}" if rest else "local", settings)
 
 
 @register("llamacpp", forms=("llamacpp:/path/to/model.gguf",), settings=LLAMACPP_SETTINGS)
 def _llamacpp_factory(rest: str, settings: dict[str, Any]) -> Backend:
     if not rest:
         raise BackendError("llamacpp needs a GGUF path: llamacpp:/path/to/model.gguf")
-    path = Path(rest).expanduser()
-    if not path.is_file():
-        raise BackendError(f"GGUF file not found: {path} (from model string 'llamacpp:{rest}')")
-    require_llama_cpp()
-    return _local_backend(path.resolve(), f"llamacpp:{path}", settings)
+    return _local_backend(f"llamacpp:{rest}", settings)
 
 
 def llama_cpp_status() -> tuple[bool, str]:
