@@ -1,21 +1,29 @@
 """Bootstrap run inside the sandbox child: `python _sandbox_boot.py CONFIG_JSON SCRIPT [ARGS...]`.
 
-Standalone on purpose: it must not import tabcoder or any third-party library, and it must run on
-any Python >= 3.8 that might be chosen as the sandbox interpreter. In order, it
+Standalone on purpose: it must not import tabcoder or any third-party library (only `_sandbox_confine`
+beside it, itself standalone), and it must run on any Python >= 3.8 that might be chosen as the sandbox
+interpreter. Behind bubblewrap (wall "bwrap") the namespaces and the seccomp filter are already in place.
+In order, it
 
 1. applies resource limits (address space, file size, CPU seconds, no core files);
-2. optionally moves itself into a fresh network namespace (`unshare` through ctypes);
-3. installs an audit hook that blocks network use (unless allowed) and writes outside the workspace;
-4. runs SCRIPT as `__main__` with `runpy.run_path`, and prints an uncaught exception's traceback
+2. for the reduced walls, moves itself into fresh user and network namespaces (`unshare` through ctypes),
+   and for wall "landlock" restricts itself with Landlock and loads the seccomp filter;
+3. caps the number of processes (RLIMIT_NPROC, once the count is the attempt's own: inside a user
+   namespace, or under a uid of its own);
+4. installs an audit hook that turns blocked network use and writes outside the workspace into friendly
+   errors (the walls above are what holds; the hook only explains);
+5. runs SCRIPT as `__main__` with `runpy.run_path`, and prints an uncaught exception's traceback
    without this file's or runpy's frames.
 
 `python _sandbox_boot.py --probe MODE` only tries to unshare the network namespace the way MODE says
 ("net" or "user+net") and exits 0 on success, 1 on failure; the parent uses it to learn, once, what
 this machine allows.
 
-CONFIG_JSON keys: workspace (str), block_network (bool), netns ("net", "user+net" or "none"),
-limits ({"as": bytes, "fsize": bytes, "cpu": seconds}, each optional), report (a path outside the
-workspace where a one-line JSON note about the isolation obtained is written, or null).
+CONFIG_JSON keys: workspace (str), wall ("bwrap", "landlock" or "process"), block_network (bool), netns
+("net", "user+net" or "none"), limits ({"as": bytes, "fsize": bytes, "cpu": seconds, "nproc": count}, each
+optional), own_uid (bool: the uid is the attempt's alone), landlock ({"read_only": [...], "read_write": [...]}),
+seccomp (hex of the filter program, or ""), report_fd (a pipe where a one-line JSON note about the
+isolation obtained is written), lifeline (see `hold_lifeline`).
 """
 
 import json
@@ -92,10 +100,10 @@ def unshare_network(mode):
 class _Guard:
     """The audit hook: blocks network use (optionally) and writes outside the workspace."""
 
-    def __init__(self, workspace, block_network):
+    def __init__(self, workspace, block_network, private_tmp=False):
         self.workspace = os.path.realpath(workspace)
         self.block_network = block_network
-        self.allowed_roots = (self.workspace, "/dev/shm")
+        self.allowed_roots = (self.workspace, "/dev/shm", "/tmp") if private_tmp else (self.workspace, "/dev/shm")
         self.allowed_files = ("/dev/null", "/dev/stdout", "/dev/stderr")
         self.path_checks = {
             # event: (indices of path arguments, index of dir_fd argument or None, follow symlinks)
@@ -127,6 +135,9 @@ class _Guard:
         # Nothing below raises audit events itself (realpath, readlink, fsdecode are not audited).
         if event in self.path_checks:
             self._check_paths(event, args)
+        elif event == "socket.__new__":
+            if self.block_network and len(args) > 1 and args[1] not in (socket.AF_UNIX, -1):
+                raise PermissionError(_NETWORK_MESSAGE.format(event="socket"))
         elif self.block_network and (event in self.network_events or event in self.resolver_events):
             self._check_network(event, args)
 
@@ -260,13 +271,42 @@ def run_script(script, argv):
     return 0
 
 
-def _write_report(path, note):
-    if path:
+def _write_report(fd, note):
+    if fd is not None:
         try:
-            with open(path, "w") as handle:
-                json.dump(note, handle)
+            os.write(fd, json.dumps(note).encode())
         except OSError:
             pass
+        os.close(fd)
+
+
+def _confine_module():
+    sys.path.insert(0, os.path.dirname(_BOOT_FILE))
+    try:
+        import _sandbox_confine
+    finally:
+        del sys.path[0]
+    return _sandbox_confine
+
+
+def confine(config):
+    """Landlock and seccomp for the "landlock" wall (the process must still be single-threaded)."""
+    _sandbox_confine = _confine_module()
+    rules = config.get("landlock") or {}
+    abi = _sandbox_confine.landlock_restrict(rules.get("read_only", []), rules.get("read_write", []))
+    if config.get("seccomp"):
+        _sandbox_confine.install_seccomp(bytes.fromhex(config["seccomp"]))
+    return abi
+
+
+def drop_privileges(uid, gid):
+    """Become `uid`:`gid` for good, with no supplementary group; setresuid away from root clears every
+    capability. Checked: a bootstrap that is still root must not run the script."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise SystemExit("tabcoder sandbox: could not drop to uid %d" % uid)
 
 
 def hold_lifeline(fd):
@@ -288,14 +328,32 @@ def hold_lifeline(fd):
 def main(argv):
     if len(argv) >= 2 and argv[0] == "--probe":
         return 0 if unshare_network(argv[1]) else 1
-    config, script, script_args = json.loads(argv[0]), os.path.abspath(argv[1]), argv[2:]
-    apply_limits(config.get("limits") or {})
+    config = json.loads(argv[0])
+    if config.get("drop_to"):
+        drop_privileges(*config["drop_to"])
+    os.chdir(config["workspace"])
+    os.environ.pop("PWD", None)  # bubblewrap sets it; the environment is the harness's allow-list
+    if argv[1:2] == ["-c"]:  # the harness's probe of the wall: a line of code, not a script
+        exec(compile(argv[2], "<probe>", "exec"), {"__name__": "__main__"})
+        return 0
+    script, script_args = os.path.abspath(argv[1]), argv[2:]
+    limits = config.get("limits") or {}
+    apply_limits(limits)
+    wall = config.get("wall", "process")
     netns = config.get("netns", "none")
-    got_namespace = config.get("block_network", True) and unshare_network(netns)
-    if config.get("lifeline") is not None:  # a thread: only after unshare(CLONE_NEWUSER), which needs one thread
+    got_namespace = wall != "bwrap" and config.get("block_network", True) and unshare_network(netns)
+    note = {"netns": netns if got_namespace else "none"}
+    if wall != "bwrap":
+        _confine_module().drop_capabilities()  # a new user namespace grants all of them; root keeps none either
+    if wall == "landlock":
+        note["landlock"] = confine(config)
+    if limits.get("nproc") and (wall == "bwrap" or config.get("own_uid") or (got_namespace and "user" in netns)):
+        _set_limit(resource.RLIMIT_NPROC, int(limits["nproc"]))
+    if config.get("lifeline") is not None:  # a thread: only after unshare(CLONE_NEWUSER) and Landlock
         hold_lifeline(int(config["lifeline"]))
-    _write_report(config.get("report"), {"netns": netns if got_namespace else "none"})
-    sys.addaudithook(_Guard(config["workspace"], bool(config.get("block_network", True))))
+    _write_report(config.get("report_fd"), note)
+    private_tmp = wall == "bwrap"  # bubblewrap's /tmp and /dev/shm are the attempt's own
+    sys.addaudithook(_Guard(config["workspace"], bool(config.get("block_network", True)), private_tmp))
     return run_script(script, script_args)
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from tabcoder.errors import ConfigError
 
+#: Sandbox walls a run may ask for (see tabcoder.sandbox.wall).
+ISOLATIONS = ("auto", "strict", "reduced")
+
 PROMPT_STYLES = ("chat", "single")
 CAAFE_PROMPTS = ("none", "example", "usage")  # the solution-prompt variants of tabcoder.caafe
 STRATEGIES = ("reflexion", "tree")
@@ -63,7 +66,9 @@ class RunConfig:
     confirm_top: int = 3
     # sandbox
     timeout: float = 300.0
-    memory_mb: int = 4096
+    memory_mb: int = 4096        # all processes of an attempt together
+    disk_mb: int = 2048          # bytes an attempt may add to its workspace
+    isolation: str = "auto"      # auto: the strongest wall here; strict: bubblewrap or refuse; reduced: never bwrap
     # grading
     seed: int = 0
     valid_fraction: float = 0.2
@@ -102,6 +107,8 @@ class RunConfig:
             (self.threads >= 1, f"--threads must be at least 1 (got {self.threads})."),
             (0.05 <= self.valid_fraction <= 0.5, f"--valid-fraction must be within [0.05, 0.5] (got {self.valid_fraction})."),
             (self.memory_mb >= 256, f"--memory-mb must be at least 256 (got {self.memory_mb})."),
+            (self.disk_mb >= 16, f"--disk-mb must be at least 16 (got {self.disk_mb})."),
+            (self.isolation in ISOLATIONS, f"--isolation must be one of {', '.join(ISOLATIONS)} (got {self.isolation!r})."),
             (self.prompt_style in PROMPT_STYLES, f"--prompt-style must be one of {', '.join(PROMPT_STYLES)} (got {self.prompt_style!r})."),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})."),
             (self.drafts >= 1, f"--drafts must be at least 1 (got {self.drafts})."),

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Options `resume` may change; the others define the run (its split, prompts, search) and stay as they were.
 RESUMABLE = ("iterations", "time_budget", "token_budget", "workers", "answers", "model", "base_url", "threads",
-             "n_ctx", "timeout", "memory_mb", "llm_timeout")
+             "n_ctx", "timeout", "memory_mb", "llm_timeout", "disk_mb", "isolation")
 #: The exit status of a run whose search the model cut short (see `Result.cut_short`).
 EXIT_CUT_SHORT = 3
 
@@ -128,11 +128,13 @@ class _Collaborators:
     """Builds the backend and sandbox a caller did not pass in, and closes the backend it built."""
 
     def __init__(self, config: RunConfig, backend: Backend | None, sandbox: Sandbox | None) -> None:
+        # The sandbox first: `--isolation strict` refuses before a model is loaded or a run folder made.
+        self.sandbox = sandbox or LocalSandbox(memory_mb=config.memory_mb, disk_mb=config.disk_mb,
+                                               threads=config.threads, isolation=config.isolation)
         self.own_backend = backend is None
         self.backend = backend if backend is not None else get_backend(
             config.model, threads=config.threads, n_ctx=config.n_ctx, base_url=config.base_url, seed=config.seed,
             llm_timeout=config.llm_timeout)
-        self.sandbox = sandbox or LocalSandbox(memory_mb=config.memory_mb, threads=config.threads)
 
     def __enter__(self) -> tuple[Backend, Sandbox]:
         return self.backend, self.sandbox

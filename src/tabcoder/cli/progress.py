@@ -104,7 +104,8 @@ class Progress:
                   f"{len(task.train)} train rows, {0 if task.test is None else len(task.test)} test rows")
         for note in task.notes:
             self._say(f"  note: {note}")
-        self._say(f"model {model}; sandbox network: {isolation.get('network')}; run folder {run_dir}")
+        self._say(f"isolation: {isolation.get('summary') or isolation.get('network')}")
+        self._say(f"model {model}; run folder {run_dir}")
 
     def on_attempt_start(self, index, kind, parent) -> None:
         origin = "" if parent is None else f" from attempt {parent}"

@@ -12,7 +12,7 @@ import click
 
 from tabcoder.cli.common import fail_cleanly, field_default, model_options, task_options
 from tabcoder.cli.progress import Progress
-from tabcoder.config import CAAFE_PROMPTS, PROMPT_STYLES, STRATEGIES, RunConfig
+from tabcoder.config import CAAFE_PROMPTS, ISOLATIONS, PROMPT_STYLES, STRATEGIES, RunConfig
 
 
 def print_result(result, as_json: bool) -> None:
@@ -88,7 +88,13 @@ def finish(result) -> None:
 @click.option("--n-ctx", type=int, default=RunConfig.n_ctx, show_default=True, help="Context length for llama.cpp models.")
 @click.option("--llm-timeout", help="Time limit per model call (seconds, or 5m); default 600 s for local models, "
                                    "180 s for servers.")
-@click.option("--memory-mb", type=int, default=RunConfig.memory_mb, show_default=True, help="Memory limit per attempt.")
+@click.option("--memory-mb", type=int, default=RunConfig.memory_mb, show_default=True,
+              help="Memory limit per attempt: all its processes together.")
+@click.option("--disk-mb", type=int, default=RunConfig.disk_mb, show_default=True,
+              help="Disk an attempt may fill in its workspace.")
+@click.option("--isolation", type=click.Choice(ISOLATIONS), default=RunConfig.isolation, show_default=True,
+              help="auto: the strongest sandbox wall this machine allows (bubblewrap, else Landlock); strict: "
+                   "refuse to run without bubblewrap's namespaces; reduced: never use bubblewrap.")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True)
 @click.option("--valid-fraction", type=float, default=RunConfig.valid_fraction, show_default=True,
               help="Share of the labelled rows held out for validation.")

@@ -11,6 +11,7 @@ import click
 from tabcoder.cli.common import fail_cleanly
 from tabcoder.cli.progress import Progress
 from tabcoder.cli.run import finish, print_result
+from tabcoder.config import ISOLATIONS
 
 
 @click.command("resume")
@@ -21,6 +22,7 @@ from tabcoder.cli.run import finish, print_result
 @click.option("--workers", type=int, help="Attempts evaluated at once.")
 @click.option("--timeout", help="Time limit per attempt (seconds, or 5m).")
 @click.option("--llm-timeout", help="Time limit per model call (seconds, or 5m).")
+@click.option("--isolation", type=click.Choice(ISOLATIONS), help="Sandbox wall: auto, strict or reduced (see run --help).")
 @click.option("--model", help="Another model string (default: the run's own model).")
 @click.option("--base-url", help="OpenAI-compatible server URL.")
 @click.option("--answers", type=click.Path(path_type=Path), help="CSV of true test labels: report the test score.")
