@@ -2,8 +2,10 @@
 
 For each task, the script is the minimal correct solution the prompt shows the model. Both ways run
 side by side in one process, alternating order, `--repeats` times; the ratio of medians is printed.
+First, the start-up cost of each sandbox wall this machine can build (an empty script), in milliseconds,
+next to bare `python` starting the same empty script.
 
-    python benchmarks/bench_overhead.py [TASK_DIR ...] [--repeats 3]
+    python benchmarks/bench_overhead.py [TASK_DIR ...] [--repeats 3] [--isolation auto|strict|reduced]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tabcoder.errors import ConfigError
 from tabcoder.evaluation import evaluate, prepare_workspace
 from tabcoder.grading import make_split
 from tabcoder.profile import profile_task
@@ -56,14 +59,49 @@ def bare_once(task, split, code, root: Path) -> float:
     return elapsed
 
 
+def startup_ms(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def startup_table(repeats: int) -> None:
+    """Median milliseconds to run an empty script: bare python, then each wall, interleaved per round."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Path(tmp) / "ws"
+        workspace.mkdir()
+        script = workspace / "empty.py"
+        script.write_text("pass\n")
+        runners = {"bare python": lambda: subprocess.run([sys.executable, str(script)], check=True, cwd=workspace)}
+        for isolation in ("strict", "reduced"):
+            try:
+                sandbox = LocalSandbox(isolation=isolation)
+            except ConfigError as exc:
+                print(f"  {isolation}: not available here ({exc})")
+                continue
+            sandbox.run(script, workspace, timeout=60)  # the wall's one-time probe is not start-up cost
+            runners[f"{isolation} ({sandbox.wall.kind})"] = (
+                lambda sandbox=sandbox: sandbox.run(script, workspace, timeout=60))
+        medians = {name: startup_ms(run, repeats) for name, run in runners.items()}
+    base = medians["bare python"]
+    print(f"{'start-up (empty script)':28s} {'median ms':>10s} {'extra ms':>9s}")
+    for name, value in medians.items():
+        print(f"{name:28s} {value:10.0f} {value - base:9.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="*", type=Path, help="task folders (default: the shared tasks)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--isolation", default="auto", help="the wall for the per-task table (default: auto)")
     args = parser.parse_args()
     tasks = args.tasks or sorted(p for p in SHARED.iterdir() if p.is_dir())
-    sandbox = LocalSandbox(threads=1)
-    print(f"sandbox isolation: {sandbox.isolation}")
+    startup_table(max(args.repeats * 3, 9))
+    sandbox = LocalSandbox(threads=1, isolation=args.isolation)
+    print(f"isolation: {sandbox.isolation['summary']}")
     print(f"{'task':14s} {'bare s':>8s} {'harness s':>10s} {'ratio':>6s} {'overhead s':>10s}")
     ratios = []
     for task_dir in tasks:

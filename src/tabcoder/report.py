@@ -118,6 +118,7 @@ def _view(run_dir: Path, meta: dict, journal: Journal) -> dict:
         "task": task,
         "config": config,
         "model": meta.get("model", "?"),
+        "isolation": meta.get("isolation") or {},
         "result": result,
         "selection": meta.get("selection"),
         "finished": "result" in meta,

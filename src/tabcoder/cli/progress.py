@@ -100,11 +100,11 @@ class Progress:
     # a run (tabcoder run / resume)
 
     def on_run_start(self, run_dir, task, config, model, isolation) -> None:
+        self._say(f"isolation: {isolation.get('summary') or isolation.get('network')}")
         self._say(f"task {task.name}: {task.task_type}, target {task.target!r}, metric {task.metric}, "
                   f"{len(task.train)} train rows, {0 if task.test is None else len(task.test)} test rows")
         for note in task.notes:
             self._say(f"  note: {note}")
-        self._say(f"isolation: {isolation.get('summary') or isolation.get('network')}")
         self._say(f"model {model}; run folder {run_dir}")
 
     def on_attempt_start(self, index, kind, parent) -> None:

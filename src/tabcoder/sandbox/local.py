@@ -266,9 +266,12 @@ class LocalSandbox(Sandbox):
                     child.stop(spare_root=spare_root)
             child.kill_all()  # leftovers: background processes, pool workers, daemons
             returncode, rusage = child.reap()
-            if user.privileged:
-                _kill_uid(user.uid)
             watch.report = _read_available(report)
+            if user.privileged and not self.wall.as_root:
+                _kill_matching(lambda entry: entry.stat().st_uid == user.uid)
+            namespace = _reported_netns(watch.report)
+            if namespace:
+                _kill_matching(lambda entry: os.readlink(f"{entry.path}/ns/net") == namespace)
         finally:
             child.close()
             os.close(report)
@@ -318,14 +321,24 @@ def _read_available(fd: int, limit: int = 4096) -> bytes:
         return b""
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process that runs as `uid` (a reserved sandbox uid: only the finished attempt's)."""
-    for _ in range(3):
+def _reported_netns(report: bytes) -> str | None:
+    """The network namespace the bootstrap entered ("net:[INODE]"), from its note; None without one."""
+    try:
+        inode = json.loads(report).get("netns_inode")
+    except (ValueError, AttributeError):
+        return None
+    return f"net:[{int(inode)}]" if inode else None
+
+
+def _kill_matching(belongs) -> None:
+    """SIGKILL every process for which `belongs(proc_entry)` holds (the finished attempt's uid, or its network
+    namespace: leftovers of a reduced wall that left the process group), until none is left."""
+    for _ in range(5):
         found = []
         for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
                 try:
-                    if entry.stat().st_uid == uid:
+                    if belongs(entry):
                         found.append(int(entry.name))
                 except OSError:
                     continue
@@ -356,13 +369,18 @@ def _network_namespace_mode(python: str) -> str:
 
 
 def _probe_network_namespace(python: str) -> str:
-    """Probed as the user the scripts run as (an unprivileged one when tabcoder is root)."""
+    """Probed as the user the scripts run as: an unprivileged one when tabcoder is root, or root itself
+    when that user cannot start `python` (see `wall.Wall.as_root`)."""
     for mode in ("net", "user+net"):
+        command = [python, "-I", "-S", str(BOOT_SCRIPT), "--probe", mode]
+        options = {"stdin": subprocess.DEVNULL, "capture_output": True, "timeout": 30, "cwd": "/",
+                   "env": {"PATH": os.environ.get("PATH", os.defpath)}}
         try:
             with SandboxUser.acquire() as user:
-                probe = subprocess.run([python, "-I", "-S", str(BOOT_SCRIPT), "--probe", mode],
-                                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30, cwd="/",
-                                       env={"PATH": os.environ.get("PATH", os.defpath)}, **user.popen_kwargs())
+                try:
+                    probe = subprocess.run(command, **options, **user.popen_kwargs())
+                except PermissionError:
+                    probe = subprocess.run(command, **options)
         except (OSError, subprocess.TimeoutExpired) as exc:
             logger.warning("sandbox: could not probe network namespaces with %s: %s", python, exc)
             return "none"

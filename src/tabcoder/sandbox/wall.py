@@ -93,7 +93,7 @@ def _choose(isolation: str, python: str) -> Wall:
     why = "isolation 'reduced' was asked for"
     if isolation != "reduced":
         bwrap = os.environ.get("TABCODER_BWRAP") or shutil.which("bwrap")
-        if not bwrap:
+        if not bwrap or not os.access(bwrap, os.X_OK):
             why = f"bubblewrap (bwrap) is not installed: {BWRAP_HINT}"
         else:
             failure = _probe_bwrap(bwrap, python)
