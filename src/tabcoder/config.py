@@ -85,7 +85,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.time_budget = parse_duration(self.time_budget)
-        self.timeout = parse_duration(self.timeout)
+        timeout = parse_duration(self.timeout)
+        if timeout is None:
+            raise ConfigError("--timeout needs a value: seconds, or a duration such as 5m.")
+        self.timeout = timeout
         self.llm_timeout = parse_duration(self.llm_timeout)
         self.out_dir = Path(self.out_dir)
         if self.answers is not None:

@@ -36,16 +36,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tabcoder.errors import ConfigError, SandboxError
-from tabcoder.sandbox import output, wall
+from tabcoder.sandbox import output
+from tabcoder.sandbox import wall as walls
 from tabcoder.sandbox.identity import SandboxUser, folder_bytes, remove_specials, set_non_dumpable
 from tabcoder.sandbox.process import Child
 from tabcoder.sandbox.watch import Watch
 
 logger = logging.getLogger(__name__)
 
-BOOT_SCRIPT = wall.PACKAGE_DIR / output.BOOT_NAME
+BOOT_SCRIPT = walls.PACKAGE_DIR / output.BOOT_NAME
 CPU_MARGIN_S = 10            # RLIMIT_CPU = ceil(timeout) + this
 _MIB = 1024 * 1024
 
@@ -95,8 +97,8 @@ class LocalSandbox(Sandbox):
         _require(threads >= 1, f"threads must be at least 1 (got {threads}).")
         _require(max_output_chars >= 0, f"max_output_chars must not be negative (got {max_output_chars}).")
         _require(bool(python), "python must name an interpreter (got an empty string).")
-        _require(isolation in wall.ISOLATIONS,
-                 f"isolation must be one of {', '.join(wall.ISOLATIONS)} (got {isolation!r}).")
+        _require(isolation in walls.ISOLATIONS,
+                 f"isolation must be one of {', '.join(walls.ISOLATIONS)} (got {isolation!r}).")
         extra_env = dict(extra_env or {})
         _require(all(isinstance(k, str) and isinstance(v, str) for k, v in extra_env.items()),
                  "extra_env must map strings to strings.")
@@ -108,20 +110,20 @@ class LocalSandbox(Sandbox):
         self.extra_env = extra_env
         self.max_output_chars = max_output_chars
         self.isolation_setting = isolation
-        self._wall: wall.Wall | None = None
+        self._wall: walls.Wall | None = None
         if isolation == "strict":
             self.wall  # noqa: B018 - refuse now, before any run, when the strict wall cannot be built
 
     @property
-    def wall(self) -> wall.Wall:
+    def wall(self) -> walls.Wall:
         if self._wall is None:
-            self._wall = wall.choose_wall(self.isolation_setting, self.python)
+            self._wall = walls.choose_wall(self.isolation_setting, self.python)
         return self._wall
 
     @property
     def isolation(self) -> dict:
         netns = "none" if self.wall.kind == "bwrap" or self.allow_network else _network_namespace_mode(self.python)
-        return wall.describe(self.wall, netns=netns, memory_mb=self.memory_mb, pids=self.pids, disk_mb=self.disk_mb,
+        return walls.describe(self.wall, netns=netns, memory_mb=self.memory_mb, pids=self.pids, disk_mb=self.disk_mb,
                              tmp_mb=self.tmp_mb, file_size_mb=self.file_size_mb, root=os.geteuid() == 0,
                              network_allowed=self.allow_network, cpu_margin_s=CPU_MARGIN_S, threads=self.threads)
 
@@ -184,12 +186,12 @@ class LocalSandbox(Sandbox):
                            "nproc": self.pids},
             }
             if chosen.kind == "landlock":
-                config["landlock"] = {"read_only": [*wall.SYSTEM_DIRS, *wall.SYSTEM_FILES, "/etc/passwd",
+                config["landlock"] = {"read_only": [*walls.SYSTEM_DIRS, *walls.SYSTEM_FILES, "/etc/passwd",
                                                     "/etc/group", "/dev/urandom", "/dev/random", "/dev/zero",
-                                                    *wall.interpreter_layout(self.python).paths,
-                                                    str(wall.PACKAGE_DIR)],
+                                                    *walls.interpreter_layout(self.python).paths,
+                                                    str(walls.PACKAGE_DIR)],
                                       "read_write": [str(workdir), "/dev/null", "/dev/shm"]}
-                config["seccomp"] = (wall.confine.seccomp_program() or b"").hex() if not self.allow_network else ""
+                config["seccomp"] = (walls.confine.seccomp_program() or b"").hex() if not self.allow_network else ""
             logger.debug("sandbox: running %s in %s (timeout %.1fs, wall %s)", script.name, workdir, timeout,
                          chosen.kind)
             started = time.monotonic()
@@ -203,12 +205,13 @@ class LocalSandbox(Sandbox):
                                 duration=duration, cpu_seconds=cpu_seconds, watch=watch)
 
     def _command(self, config: dict, script: Path, workdir: Path, user: SandboxUser,
-                 binds: wall.Binds) -> list[str]:
+                 binds: walls.Binds) -> list[str]:
         boot = [self.python, str(BOOT_SCRIPT), json.dumps(config), str(script)]
         if self.wall.kind != "bwrap":
             return boot  # as the attempt's uid already (see _start_as)
-        layout = wall.interpreter_layout(self.python)
-        return wall.bwrap_command(self.wall.bwrap, layout, binds=binds, workdir=str(workdir), tmp_mb=self.tmp_mb,
+        layout = walls.interpreter_layout(self.python)
+        assert self.wall.bwrap is not None
+        return walls.bwrap_command(self.wall.bwrap, layout, binds=binds, workdir=str(workdir), tmp_mb=self.tmp_mb,
                                   user=user, network=self.allow_network) + boot
 
     def _start_as(self, user: SandboxUser) -> dict:
@@ -233,7 +236,7 @@ class LocalSandbox(Sandbox):
                   "own_uid": user.privileged and not self.wall.as_root}
         if user.privileged and self.wall.kind == "bwrap":
             config["drop_to"] = [user.uid, user.gid]  # bwrap starts as root here; the bootstrap drops
-        with wall.Binds() as binds:
+        with walls.Binds() as binds:
             command = self._command(config, script, workdir, user, binds)
             try:
                 with open(capture / "stdout", "wb") as out, open(capture / "stderr", "wb") as err:
@@ -370,10 +373,10 @@ def _network_namespace_mode(python: str) -> str:
 
 def _probe_network_namespace(python: str) -> str:
     """Probed as the user the scripts run as: an unprivileged one when tabcoder is root, or root itself
-    when that user cannot start `python` (see `wall.Wall.as_root`)."""
+    when that user cannot start `python` (see `walls.Wall.as_root`)."""
     for mode in ("net", "user+net"):
         command = [python, "-I", "-S", str(BOOT_SCRIPT), "--probe", mode]
-        options = {"stdin": subprocess.DEVNULL, "capture_output": True, "timeout": 30, "cwd": "/",
+        options: dict[str, Any] = {"stdin": subprocess.DEVNULL, "capture_output": True, "timeout": 30, "cwd": "/",
                    "env": {"PATH": os.environ.get("PATH", os.defpath)}}
         try:
             with SandboxUser.acquire() as user:
