@@ -307,6 +307,7 @@ def drop_privileges(uid, gid):
     os.setresuid(uid, uid, uid)
     if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
         raise SystemExit("tabcoder sandbox: could not drop to uid %d" % uid)
+    _confine_module().drop_capabilities()  # setresuid left the inheritable set: empty it too
 
 
 def hold_lifeline(fd):

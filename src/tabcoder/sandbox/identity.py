@@ -78,44 +78,64 @@ class SandboxUser:
             _chown_tree(folder, uid, gid, only_uid=self.uid)
 
 
-def _chown_tree(folder: Path, uid: int, gid: int, *, only_uid: int | None) -> None:
-    for root, dirs, files in os.walk(folder):  # never follows links
-        for name in [*dirs, *files, None]:
-            path = root if name is None else os.path.join(root, name)
+def walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry under `folder` (the folder itself first) with its lstat, links never followed. Iterative:
+    a script may leave a tree deeper than Python's recursion limit."""
+    try:
+        yield str(folder), os.lstat(folder)
+    except FileNotFoundError:
+        return
+    stack = [str(folder)]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (NotADirectoryError, FileNotFoundError, PermissionError):
+            continue
+        for entry in entries:
             try:
-                if only_uid is None or os.lstat(path).st_uid == only_uid:
-                    os.lchown(path, uid, gid)
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield entry.path, info
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(entry.path)
+
+
+def _chown_tree(folder: Path, uid: int, gid: int, *, only_uid: int | None) -> None:
+    for path, info in walk(folder):
+        if only_uid is None or info.st_uid == only_uid:
+            try:
+                os.lchown(path, uid, gid)
             except FileNotFoundError:
                 continue
 
 
 def remove_specials(folder: Path) -> list[str]:
-    """Delete every entry under `folder` that is not a regular file or a folder; the removed paths, relative."""
+    """Delete every entry under `folder` that is not a regular file or a folder, and clear set-uid and set-gid
+    bits; the removed paths, relative."""
     removed: list[str] = []
-    for root, dirs, files in os.walk(folder):
-        for name in [*dirs, *files]:
-            path = os.path.join(root, name)
-            try:
-                mode = os.lstat(path).st_mode
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-                continue
+    for path, info in walk(folder):
+        mode = info.st_mode
+        if stat.S_ISDIR(mode):
+            if mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            continue
+        if stat.S_ISREG(mode):
+            if mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID), follow_symlinks=False)
+            continue
+        try:
             os.unlink(path)
-            removed.append(os.path.relpath(path, folder))
+        except FileNotFoundError:
+            continue
+        removed.append(os.path.relpath(path, folder))
     return removed
 
 
 def folder_bytes(folder: Path) -> int:
     """Disk space used by `folder`'s files (allocated blocks), links not followed."""
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:
-                continue
-    return total
+    return sum(info.st_blocks * 512 for _path, info in walk(folder) if not stat.S_ISDIR(info.st_mode))
 
 
 def set_non_dumpable() -> None:

@@ -256,7 +256,8 @@ class LocalSandbox(Sandbox):
                 os.close(report_end)
         child = Child(process, lifeline=keep)
         watch = Watch(child.pid, workdir, memory_mb=self.memory_mb, disk_mb=self.disk_mb,
-                      start_bytes=folder_bytes(workdir))
+                      start_bytes=folder_bytes(workdir), private_tmpfs=self.wall.kind == "bwrap",
+                      captures=(capture / "stdout", capture / "stderr"))
         spare_root = self.wall.kind == "bwrap"
         try:
             exited = watch.run_until(child, timeout)

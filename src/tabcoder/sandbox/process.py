@@ -9,6 +9,7 @@ import os
 import resource
 import select
 import signal
+import stat
 import subprocess
 import time
 
@@ -152,3 +153,61 @@ def memory_mb(pids: list[int]) -> float:
             except (OSError, ValueError, IndexError):
                 continue
     return total_kib / 1024
+
+
+def held_files(pids: list[int], disk_device: int) -> tuple[int, int]:
+    """Bytes the processes hold in files no folder shows: (memory, disk). Disk: deleted files still open on
+    `disk_device` (the workspace's filesystem); memory: memfd files and deleted files anywhere else (the only
+    other writable places are tmpfs mounts). Each file is counted once, however many processes hold it."""
+    seen: set[tuple[int, int]] = set()
+    memory = disk = 0
+    for pid in pids:
+        folder = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"{folder}/{name}")
+                if not (target.startswith("/memfd:") or target.endswith(" (deleted)")):
+                    continue
+                info = os.stat(f"{folder}/{name}")
+            except OSError:
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in seen or not stat.S_ISREG(info.st_mode):
+                continue
+            seen.add(key)
+            size = info.st_blocks * 512
+            if info.st_dev == disk_device and not target.startswith("/memfd:"):
+                disk += size
+            else:
+                memory += size
+    return memory, disk
+
+
+def tmpfs_bytes(pids: list[int], mounts: tuple[str, ...] = ("/tmp", "/dev/shm")) -> int:
+    """Bytes in use on the private `/tmp` and `/dev/shm` of the views these processes live in (tmpfs: RAM),
+    each mount counted once; the host's own mounts are not counted."""
+    host = set()
+    for mount in mounts:
+        try:
+            host.add(os.stat(mount).st_dev)
+        except OSError:
+            continue
+    seen: set[int] = set()
+    total = 0
+    for pid in pids:
+        for mount in mounts:
+            path = f"/proc/{pid}/root{mount}"
+            try:
+                device = os.stat(path).st_dev
+                if device in host or device in seen:
+                    continue
+                usage = os.statvfs(path)
+            except OSError:
+                continue
+            seen.add(device)
+            total += (usage.f_blocks - usage.f_bfree) * usage.f_frsize
+    return total

@@ -295,7 +295,8 @@ def describe(wall: Wall, *, netns: str, memory_mb: int, pids: int, disk_mb: int,
         walls = f"process limits, network namespace: {netns}, audit hook"
     if network_allowed:
         walls += "; network ALLOWED"
-    limits = (f"memory {memory_mb / 1024:g} GiB for all processes; {pids} pids; {disk_mb / 1024:g} GiB disk; "
+    pid_cap = "no process cap (root)" if wall.as_root else f"{pids} pids"
+    limits = (f"memory {memory_mb / 1024:g} GiB for all processes; {pid_cap}; {disk_mb / 1024:g} GiB disk; "
               f"{tmp_mb} MiB /tmp; files up to {file_size_mb} MiB")
     who = ("root without capabilities" if wall.as_root else "unprivileged uid") if root else "tabcoder's own uid"
     summary = f"{wall.level} ({walls}; {limits}; {who})"

@@ -1,6 +1,9 @@
-"""Limits for the attempt as a whole, kept by watching it: the memory of all its processes together, and the
-bytes written in its workspace. Polls while the child runs; stops nothing itself (it says which limit was
-passed, and `local` stops the attempt)."""
+"""Limits for the attempt as a whole, kept by watching it. Memory: the proportional set sizes of all its
+processes, plus memfd and deleted-but-open tmpfs files they hold, plus what its private `/tmp` and
+`/dev/shm` hold (bubblewrap's tmpfs mounts live in RAM). Disk: the bytes added to its workspace, deleted
+files still held open, and its captured stdout/stderr. A shared-memory file that is also mapped is counted
+twice: the limit errs on the side of the machine. Polls while the child runs; stops nothing itself (it
+says which limit was passed, and `local` stops the attempt)."""
 
 from __future__ import annotations
 
@@ -8,16 +11,21 @@ import time
 from pathlib import Path
 
 from tabcoder.sandbox.identity import folder_bytes
-from tabcoder.sandbox.process import Child, descendants, memory_mb
+from tabcoder.sandbox.process import Child, descendants, held_files, memory_mb, tmpfs_bytes
 
 MEMORY_EVERY_S = 0.25
+_MIB = 1024 * 1024
 DISK_EVERY_S = 1.0
 
 
 class Watch:
-    def __init__(self, root: int, workdir: Path, *, memory_mb: int, disk_mb: int, start_bytes: int):
+    def __init__(self, root: int, workdir: Path, *, memory_mb: int, disk_mb: int, start_bytes: int,
+                 private_tmpfs: bool = False, captures: tuple[Path, ...] = ()):
         self.root = root
         self.workdir = workdir
+        self.private_tmpfs = private_tmpfs
+        self.disk_device = workdir.stat().st_dev
+        self.captures = captures
         self.memory_limit = memory_mb
         self.disk_limit = disk_mb * 1024 * 1024
         self.start_bytes = start_bytes
@@ -35,13 +43,27 @@ class Watch:
                 return True
             if remaining <= 0:
                 return False
-            used = memory_mb([self.root, *descendants(self.root)])
+            pids = [self.root, *descendants(self.root)]
+            held_memory, held_disk = held_files(pids, self.disk_device)
+            used = memory_mb(pids) + held_memory / _MIB
+            if self.private_tmpfs:
+                used += tmpfs_bytes(pids) / _MIB
             self.peak_memory_mb = max(self.peak_memory_mb or 0.0, used)
             if used > self.memory_limit:
                 self.exceeded = "memory"
                 return False
             if time.monotonic() >= next_disk:
                 next_disk = time.monotonic() + DISK_EVERY_S
-                if folder_bytes(self.workdir) - self.start_bytes > self.disk_limit:
+                written = folder_bytes(self.workdir) - self.start_bytes + held_disk + self._captured()
+                if written > self.disk_limit:
                     self.exceeded = "disk"
                     return False
+
+    def _captured(self) -> int:
+        total = 0
+        for path in self.captures:
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue
+        return total
