@@ -1,21 +1,22 @@
 """LoRA fine-tuning of a chat model on examples, with transformers + peft.
 
-Scope: encoding examples with the model's chat template (the loss covers the last assistant turn only:
-prompt tokens are labelled -100), a plain training loop (AdamW, linear warm-up then cosine decay,
-gradient accumulation weighted by completion tokens, gradient clipping), evaluation loss on held-out
-examples before and after, checkpoints that `resume=True` continues from exactly (adapter, optimizer,
-scheduler, step), and what a run leaves in its output folder:
+Scope: the training loop itself (AdamW, linear warm-up then cosine decay, gradient accumulation weighted
+by completion tokens, gradient clipping), evaluation loss on held-out examples before and after, and what
+a run leaves in its output folder:
 
     sft.json            the settings, the base model and its source GGUF, the data files
-    llamafactory.yaml   the same run as a LLaMA-Factory config (for GPU users)
+    llamafactory.yaml   the same run as a LLaMA-Factory config (for GPU users; `sft.llamafactory`)
     train_log.jsonl     one line per optimizer step: loss, learning rate, tokens, seconds
-    checkpoints/step-N/ the last two checkpoints
+    checkpoints/step-N/ the last two checkpoints (`sft.checkpoints`: `resume=True` continues from one
+                        exactly: adapter, optimizer, scheduler, random state, step)
     adapter/            the final LoRA adapter and the tokenizer
     loss.png            the loss curve
     summary.json        steps, seconds per step, peak memory, losses before/after
 
-Logits are computed only at positions whose next token is learned (`logits_to_keep`), which saves the
-output layer's work (and the memory of its logits) on prompt tokens.
+The examples reach the loop through `sft.encoding` (chat template, loss on the last assistant turn only,
+seeded micro-batches). Logits are computed only at positions whose next token is learned
+(`logits_to_keep`), which saves the output layer's work (and the memory of its logits) on prompt tokens.
+Nothing here writes GGUF files (`sft.export`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.errors import ConfigError
-from tabcoder.sft.data import Example, read_examples
+from tabcoder.sft.checkpoints import check_out, latest_checkpoint, save_checkpoint, truncate_log
+from tabcoder.sft.data import read_examples
+from tabcoder.sft.encoding import Encoded, batches, collate, data_files, encode, encode_all
+from tabcoder.sft.llamafactory import write_llamafactory_yaml
 from tabcoder.sft.model import (
     TRAIN_MARKER,
-    BaseModel,
     cpu_threads,
     import_torch,
     load_model,
@@ -47,10 +49,9 @@ from tabcoder.sft.model import (
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_TARGETS", "TrainConfig", "TrainResult", "encode", "evaluate", "plot_loss", "train"]
+
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-KEEP_CHECKPOINTS = 2
-# settings that may differ when a run is resumed (the rest must match what the run started with)
-RESUMABLE = {"max_steps", "epochs", "save_every", "threads", "device", "eval_examples"}
 
 
 @dataclass
@@ -78,16 +79,6 @@ class TrainConfig:
 
 
 @dataclass
-class Encoded:
-    input_ids: list[int]
-    labels: list[int]  # -100 on the prompt
-
-    @property
-    def learned(self) -> int:
-        return sum(1 for label in self.labels if label != -100)
-
-
-@dataclass
 class TrainResult:
     out: Path
     adapter_dir: Path
@@ -95,90 +86,13 @@ class TrainResult:
 
 
 Progress = Callable[[str, dict], None]
-
-
-def data_files(data: str) -> tuple[Path, Path | None]:
-    path = Path(data).expanduser()
-    if path.is_dir():
-        train = path / "train.jsonl"
-        if not train.is_file():
-            raise ConfigError(f"{path} has no train.jsonl; make one with `tabcoder sft data import|distill`")
-        held = path / "eval.jsonl"
-        return train, held if held.is_file() and held.stat().st_size else None
-    if path.is_file():
-        return path, None
-    raise ConfigError(f"training data {data!r} does not exist; give a folder made by `tabcoder sft data` "
-                      "or a .jsonl file of examples")
-
-
-def encode(tokenizer: Any, example: Example) -> Encoded:
-    """Token ids of the whole chat and labels that learn only the last (assistant) message.
-
-    The prompt is tokenized on its own, as a backend does before generating, and the completion is what
-    the chat template puts after it (the reply plus the template's end-of-turn tokens).
-    """
-    messages = example.messages
-    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if full.startswith(prompt):
-        completion = full[len(prompt):]
-    else:  # a template that rewrites earlier turns once a reply follows: reply + end of sequence
-        completion = messages[-1]["content"] + (tokenizer.eos_token or "")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    return Encoded(prompt_ids + completion_ids, [-100] * len(prompt_ids) + completion_ids)
-
-
-def _encode_all(tokenizer: Any, examples: list[Example], max_length: int) -> tuple[list[Encoded], int]:
-    kept, too_long = [], 0
-    for example in examples:
-        item = encode(tokenizer, example)
-        if len(item.input_ids) > max_length:
-            too_long += 1
-        else:
-            kept.append(item)
-    return kept, too_long
-
+_batches = batches  # the seeded batch plan, under the name its tests import
 
 def _schedule(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / (warmup + 1)
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _batches(n: int, config: TrainConfig, total_steps: int) -> list[list[list[int]]]:
-    """The example indices of every micro-batch of every step: a fresh seeded shuffle per epoch."""
-    per_step = config.batch_size * config.grad_accum
-    stream: list[int] = []
-    epoch = 0
-    while len(stream) < total_steps * per_step:
-        order = list(range(n))
-        random.Random(config.seed * 1000 + epoch).shuffle(order)
-        stream.extend(order)
-        epoch += 1
-    steps = []
-    for s in range(total_steps):
-        chunk = stream[s * per_step:(s + 1) * per_step]
-        steps.append([chunk[i:i + config.batch_size] for i in range(0, per_step, config.batch_size)])
-    return steps
-
-
-def _collate(items: list[Encoded], pad_id: int, device: str) -> dict:
-    import torch  # imported and checked by train()
-    width = max(len(item.input_ids) for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, item in enumerate(items):
-        n = len(item.input_ids)
-        ids[row, :n] = torch.tensor(item.input_ids)
-        labels[row, :n] = torch.tensor(item.labels)
-        mask[row, :n] = 1
-    # no padding: no mask, so that attention can take its causal fast path
-    attention_mask = None if bool(mask.all()) else mask.to(device)
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": attention_mask}
-
 
 def _loss_sum(model: Any, batch: dict) -> tuple[Any, int]:
     """Summed cross-entropy over learned tokens, and how many there are (logits only where needed)."""
@@ -202,41 +116,17 @@ def evaluate(model: Any, items: list[Encoded], pad_id: int, device: str) -> floa
     total, count = 0.0, 0
     with torch.no_grad():
         for item in items:
-            loss, n = _loss_sum(model, _collate([item], pad_id, device))
+            loss, n = _loss_sum(model, collate([item], pad_id, device))
             total += float(loss)
             count += n
     model.train()
     return total / max(1, count)
 
-
-def _check_out(out: Path, config: TrainConfig, resume: bool) -> None:
-    marker = out / TRAIN_MARKER
-    if resume:
-        if not marker.is_file():
-            raise ConfigError(f"nothing to resume in {out} (no {TRAIN_MARKER}); start a run there without --resume")
-        started = json.loads(marker.read_text())["config"]
-        mine = asdict(config)
-        differing = sorted(k for k in started if k not in RESUMABLE and k in mine and started[k] != mine[k]
-                           and k not in ("base", "data", "out"))
-        if differing:
-            raise ConfigError(f"--resume with settings that differ from the run's start: {', '.join(differing)}; "
-                              f"the run in {out} started with " +
-                              ", ".join(f"{k}={started[k]!r}" for k in differing))
-    elif out.exists() and any(out.iterdir()):
-        hint = " (a fine-tuning run: add --resume to continue it)" if marker.is_file() else ""
-        raise ConfigError(f"output folder {out} exists and is not empty{hint}; choose a new --out")
-
-
-def _latest_checkpoint(out: Path) -> Path | None:
-    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.json").is_file())
-    return done[-1] if done else None
-
-
 def train(config: TrainConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
     """Train a LoRA adapter; see the module docstring for what `config.out` receives."""
     say = progress or (lambda kind, data: None)
     out = Path(config.out).expanduser()
-    _check_out(out, config, resume)
+    check_out(out, config, resume)
     for name in ("batch_size", "grad_accum", "max_length", "lora_r"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1 (got {getattr(config, name)})")
@@ -251,14 +141,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
 
     base = resolve_base(config.base)
     tokenizer = load_tokenizer(base)
-    train_items, too_long = _encode_all(tokenizer, train_examples, config.max_length)
-    eval_items, eval_too_long = _encode_all(tokenizer, eval_examples, config.max_length)
+    train_items, too_long = encode_all(tokenizer, train_examples, config.max_length)
+    eval_items, eval_too_long = encode_all(tokenizer, eval_examples, config.max_length)
     if not train_items:
         raise ConfigError(f"no training example fits in --max-length {config.max_length} tokens "
                           f"({len(train_examples)} read from {train_file}); raise --max-length")
     per_step = config.batch_size * config.grad_accum
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(train_items) / per_step))
-    plan = _batches(len(train_items), config, total_steps)
+    plan = batches(len(train_items), config, total_steps)
 
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -272,7 +162,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
 
     from peft import LoraConfig, get_peft_model
 
-    checkpoint = _latest_checkpoint(out) if resume else None
+    checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         model = load_model(base, device, dtype, adapter=checkpoint / "adapter", trainable=True)
     else:
@@ -286,7 +176,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
             raise ConfigError(f"cannot put LoRA adapters on {', '.join(config.target_modules)}: {exc}; "
                               "name the model's linear layers with --target") from exc
         if resume:  # interrupted before its first checkpoint: start over, without the old log lines
-            _truncate_log(out / "train_log.jsonl", 0)
+            truncate_log(out / "train_log.jsonl", 0)
     if config.gradient_checkpointing:
         # transformers 5 renamed the method; 4.x has only the old name
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
@@ -303,7 +193,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
         state = json.loads((checkpoint / "state.json").read_text())
         torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))  # dropout continues as it was
-        _truncate_log(out / "train_log.jsonl", state["step"])
+        truncate_log(out / "train_log.jsonl", state["step"])
     pad_id = tokenizer.pad_token_id
     say("train_start", {"out": out, "base": base, "device": device, "examples": len(train_items),
                         "too_long": too_long, "eval_examples": len(eval_items), "steps": total_steps,
@@ -321,7 +211,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
             learned = sum(item.learned for batch in micro for item in batch)
             total_loss = 0.0
             for batch_items in micro:
-                loss, _ = _loss_sum(model, _collate(batch_items, pad_id, device))
+                loss, _ = _loss_sum(model, collate(batch_items, pad_id, device))
                 (loss / learned).backward()
                 total_loss += float(loss.detach())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
@@ -336,7 +226,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
             state["step"] = step + 1
             say("step", {**record, "total": total_steps})
             if (step + 1) % config.save_every == 0 or step + 1 == total_steps:
-                _save_checkpoint(out, model, optimizer, scheduler, state)
+                save_checkpoint(out, model, optimizer, scheduler, state)
     train_seconds = time.perf_counter() - t_train
 
     eval_after = evaluate(model, eval_items, pad_id, device) if eval_items else None
@@ -363,32 +253,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     plot_loss(steps_log, summary, out / "loss.png")
     say("train_end", {"summary": summary, "adapter_dir": adapter_dir})
     return TrainResult(out, adapter_dir, summary)
-
-
-def _save_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any, state: dict) -> None:
-    import torch  # imported and checked by train()
-    root = out / "checkpoints"
-    final = root / f"step-{state['step']:06d}"
-    tmp = root / f".tmp-{state['step']:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(torch.get_rng_state(), tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in sorted(p for p in root.glob("step-*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint a resumed run restarts from."""
-    if not path.is_file():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in lines))
 
 
 def plot_loss(steps_log: list[dict], summary: dict, path: Path) -> None:
@@ -418,57 +282,3 @@ def plot_loss(steps_log: list[dict], summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def llamafactory_template(tokenizer: Any, model_type: str) -> str:
-    """LLaMA-Factory's template name for a chat format (checked in its template registry)."""
-    template = tokenizer.chat_template or ""
-    if model_type in ("qwen2", "qwen2_moe"):
-        return "qwen"
-    if model_type == "qwen3":
-        return "qwen3"
-    if "<|start_header_id|>" in template:
-        return "llama3"
-    if "<|im_start|>" in template:
-        return "chatml"
-    if "[INST]" in template:
-        return "mistral"
-    if "<start_of_turn>" in template:
-        return "gemma"
-    return "default"
-
-
-def write_llamafactory_yaml(out: Path, config: TrainConfig, base: BaseModel, train_file: Path,
-                            eval_file: Path | None, tokenizer: Any) -> None:
-    """The same run as a LLaMA-Factory config, for `llamafactory-cli train llamafactory.yaml` on a GPU."""
-    model_type = json.loads((base.hf_dir / "config.json").read_text()).get("model_type", "")
-    data_dir = train_file.parent
-    has_info = (data_dir / "dataset_info.json").is_file()
-    lines = [
-        "# The run of `tabcoder sft train` that wrote this folder, as a LLaMA-Factory config:",
-        "#   llamafactory-cli train llamafactory.yaml",
-        "### model",
-        f"model_name_or_path: {base.hf_dir}",
-        "### method",
-        "stage: sft", "do_train: true", "finetuning_type: lora",
-        f"lora_rank: {config.lora_r}", f"lora_alpha: {config.lora_alpha}", f"lora_dropout: {config.lora_dropout}",
-        f"lora_target: {','.join(config.target_modules)}",
-        "### dataset",
-        f"dataset_dir: {data_dir.resolve()}" + ("" if has_info else "  # no dataset_info.json here: "
-                                                "make the data with `tabcoder sft data`"),
-        "dataset: tabcoder_train",
-        *(["eval_dataset: tabcoder_eval"] if eval_file else []),
-        f"template: {llamafactory_template(tokenizer, model_type)}",
-        f"cutoff_len: {config.max_length}",
-        "### output",
-        f"output_dir: {(out / 'llamafactory').resolve()}",
-        "logging_steps: 1", f"save_steps: {config.save_every}", "plot_loss: true",
-        "### train",
-        f"per_device_train_batch_size: {config.batch_size}",
-        f"gradient_accumulation_steps: {config.grad_accum}",
-        f"learning_rate: {config.learning_rate}",
-        *([f"max_steps: {config.max_steps}"] if config.max_steps else [f"num_train_epochs: {config.epochs}"]),
-        "lr_scheduler_type: cosine", f"warmup_steps: {config.warmup_steps}",
-        "bf16: true", f"seed: {config.seed}",
-    ]
-    (out / "llamafactory.yaml").write_text("\n".join(lines) + "\n")

@@ -1,16 +1,13 @@
-"""The harness side of evaluation: hold-out splits, sample submissions, and the checking and grading of
-a submission against labels that the generated code never sees.
+"""Reading and checking a submission: every defect becomes one precise line a small model can act on.
 
-Scope: `make_split` / `make_folds` cut a task's labelled rows into what the code gets (fit rows with
-labels, validation rows without) and what the harness keeps (the validation labels).
-`check_submission` turns every defect of a submission into one precise line a small model can act on;
-`grade_submission` scores a valid submission with the task's metric. Nothing here runs code or writes
-files.
+Scope: `check_submission` reads a `submission.csv` (or takes a DataFrame), checks its columns, its ids
+against the expected ones (`task.ids` says when two ids are the same) and every prediction value (class
+labels, probabilities, numbers) for the task's metric, and returns the submission aligned to the expected
+ids with typed predictions. It does not score (`grading.scoring`), and it never sees labels.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from tabcoder.errors import ConfigError, TaskError
-from tabcoder.metrics import Score
 from tabcoder.task import Task
 from tabcoder.task.ids import id_keys, text_key
-
-log = logging.getLogger(__name__)
 
 SUBMISSION_NAME = "submission.csv"
 TEST_NAME = "test.csv"
@@ -33,124 +25,11 @@ MAX_EXAMPLES = 5
 _BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
 
 
-# =========================================================================== splits
-
-
 @dataclass
-class Split:
-    """One hold-out split. `fit` and `valid` are what the code sees; `labels` stays with the harness."""
+class Checked:
+    """A read and checked submission: the aligned table (None when there are problems), the problems, and
+    how many rows it had (0 when it could not be read)."""
 
-    fit: pd.DataFrame  # labelled rows given to the code as train.csv (id, features, target)
-    valid: pd.DataFrame  # validation rows WITHOUT the target (id + features), given as test.csv
-    labels: pd.Series  # validation labels, indexed by id value (never written to a workspace)
-    sample_submission: pd.DataFrame  # rows for the valid ids, columns task.submission_columns
-
-
-def _stratify_on(task: Task) -> pd.Series | None:
-    return None if task.task_type == "regression" else task.train[task.target]
-
-
-def _check_rows(task: Task, needed: int) -> None:
-    if len(task.train) < needed:
-        raise TaskError(f"task {task.name!r} has only {len(task.train)} labelled rows; at least {needed} are needed "
-                        "to hold some out for validation")
-
-
-def make_split(task: Task, *, seed: int = 0, valid_fraction: float = 0.2) -> Split:
-    """Hold out `valid_fraction` of the train rows; stratified by class for classification (plain when a
-    class is too small to stratify). Reproducible for a given seed; rows keep their file order."""
-    if not isinstance(valid_fraction, (int, float)) or not 0 < valid_fraction < 1:
-        raise ConfigError(f"valid_fraction must be a number between 0 and 1 (exclusive), got {valid_fraction!r}; "
-                          "e.g. 0.2 holds out a fifth of the rows")
-    _check_rows(task, 2)
-    rows = np.arange(len(task.train))
-    stratify = _stratify_on(task)
-    try:
-        fit_rows, valid_rows = train_test_split(rows, test_size=valid_fraction, random_state=seed, stratify=stratify)
-    except ValueError as exc:
-        if stratify is None:
-            raise ConfigError(f"cannot hold out {valid_fraction} of {len(rows)} rows: {exc}") from exc
-        log.info("stratified split impossible (%s): using a plain random split", exc)
-        fit_rows, valid_rows = train_test_split(rows, test_size=valid_fraction, random_state=seed)
-    return _build_split(task, np.sort(fit_rows), np.sort(valid_rows))
-
-
-def make_folds(task: Task, *, k: int = 5, seed: int = 0) -> list[Split]:
-    """k cross-validation splits (StratifiedKFold for classification when every class has k rows, else
-    KFold); every train row is in exactly one fold's `valid`."""
-    if not isinstance(k, int) or k < 2:
-        raise ConfigError(f"the number of folds must be an integer >= 2, got {k!r}")
-    _check_rows(task, k)
-    stratify = _stratify_on(task)
-    if stratify is not None and stratify.value_counts().min() >= k:
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    else:
-        if stratify is not None:
-            log.info("a class has fewer than %d rows: using plain KFold", k)
-        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
-    rows = np.arange(len(task.train))
-    labels = stratify if stratify is not None else rows
-    return [_build_split(task, np.sort(f), np.sort(v)) for f, v in splitter.split(rows, labels)]
-
-
-def _build_split(task: Task, fit_rows: np.ndarray, valid_rows: np.ndarray) -> Split:
-    fit = task.train.iloc[fit_rows].reset_index(drop=True)
-    held_out = task.train.iloc[valid_rows]
-    valid = held_out.drop(columns=[task.target]).reset_index(drop=True)
-    labels = held_out.set_index(task.id_column)[task.target]
-    sample = make_sample_submission(task, valid[task.id_column], reference=fit)
-    return Split(fit=fit, valid=valid, labels=labels, sample_submission=sample)
-
-
-# =========================================================================== sample submissions
-
-
-def _constant_prediction(task: Task, y: pd.Series) -> Any:
-    """A plausible constant: the metric-optimal constant for regression, else the majority class."""
-    if task.task_type == "regression":
-        values = y.astype(float)
-        if task.metric == "mae":
-            return float(values.median())
-        if task.metric == "rmsle" and (values >= 0).all():
-            return float(np.expm1(np.log1p(values).mean()))
-        return float(values.mean())
-    counts = y.value_counts()
-    classes = task.classes or list(counts.index)
-    return max(classes, key=lambda c: (counts.get(c, 0), -classes.index(c)))
-
-
-def make_sample_submission(task: Task, ids: Iterable, *, reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """A submission for `ids` in the task's format, filled with a constant computed from `reference`
-    (default: all train rows): majority class, 0.5, per-class priors, or the mean (median for mae)."""
-    reference = task.train if reference is None else reference
-    y = reference[task.target]
-    id_values = pd.Series(ids).reset_index(drop=True) if not isinstance(ids, pd.Series) else ids.reset_index(drop=True)
-    sample = pd.DataFrame({task.id_column: id_values})
-    spec = task.metric_spec
-    if spec.needs_proba and task.task_type == "binary":
-        sample[task.target] = 0.5
-    elif spec.needs_proba:
-        priors = y.value_counts(normalize=True)
-        for c in task.classes:
-            sample[str(c)] = float(priors.get(c, 0.0))
-    else:
-        sample[task.target] = _constant_prediction(task, y)
-    return sample
-
-
-# =========================================================================== checking submissions
-
-
-@dataclass
-class Grade:
-    valid: bool
-    score: Score  # Score.worst(...) when invalid
-    problems: list[str]  # precise, actionable messages for the model, empty when valid
-    n_rows: int  # rows in the submission (0 when it could not be read)
-
-
-@dataclass
-class _Checked:
     table: pd.DataFrame | None
     problems: list[str]
     n_rows: int
@@ -283,10 +162,10 @@ def _class_label_map(classes: list) -> tuple[str, dict]:
     return "text", {text_key(c): c for c in classes}
 
 
-def _to_classes(values: pd.Series, classes: list) -> pd.Series:
+def to_classes(values: pd.Series, classes: list | None) -> pd.Series:
     """Map submitted labels to the task's class values (1.0 -> 1, " Yes" -> "Yes", "true" -> True); values
     that match no class become NaN."""
-    kind, mapping = _class_label_map(classes)
+    kind, mapping = _class_label_map(classes or [])
     if kind == "number":
         keys = _numbers(values)
     elif kind == "bool":
@@ -297,12 +176,12 @@ def _to_classes(values: pd.Series, classes: list) -> pd.Series:
 
 
 def _label_problems(values: pd.Series, task: Task, column: str) -> list[str]:
-    mapped = _to_classes(values, task.classes)
+    mapped = to_classes(values, task.classes)
     unseen = values[mapped.isna() & ~_is_missing(values)]
     if not len(unseen):
         return []
     distinct = list(pd.unique(unseen))
-    allowed = _examples(task.classes, limit=20)
+    allowed = _examples(task.classes or [], limit=20)
     hint = _label_hint(distinct, task)
     return [f"column `{column}` has {len(unseen)} values that are not class labels seen in training: "
             f"{_examples(distinct)} (allowed labels: {allowed}).{hint}"]
@@ -313,7 +192,7 @@ def _label_hint(distinct: list, task: Task) -> str:
     if numbers.notna().all() and ((numbers >= 0) & (numbers <= 1)).all() and not numbers.isin([0, 1]).all():
         return (f" These look like probabilities, but the metric {task.metric} needs class labels: "
                 "use model.predict(), not predict_proba().")
-    lowered = {str(c).strip().lower() for c in task.classes}
+    lowered = {str(c).strip().lower() for c in task.classes or []}
     if any(str(v).strip().lower() in lowered for v in distinct):
         return " Labels are case-sensitive: write them exactly as in train.csv."
     return ""
@@ -351,7 +230,7 @@ def _number_problems(values: pd.Series, task: Task, column: str) -> list[str]:
     return problems
 
 
-def _prediction_kind(task: Task) -> str:
+def prediction_kind(task: Task) -> str:
     if task.task_type == "regression":
         return "number"
     if task.metric_spec.needs_proba:
@@ -360,7 +239,7 @@ def _prediction_kind(task: Task) -> str:
 
 
 def _value_problems(table: pd.DataFrame, task: Task, ids: pd.Series | None) -> list[str]:
-    kind = _prediction_kind(task)
+    kind = prediction_kind(task)
     problems = []
     for column in task.submission_columns[1:]:
         if column not in table.columns:
@@ -397,12 +276,12 @@ def _aligned_table(table: pd.DataFrame, keys: pd.Series, expected: pd.Series, ta
     order = pd.Index(keys.to_numpy()).get_indexer(id_keys(expected, expected).to_numpy())
     rows = table.iloc[order].reset_index(drop=True)
     aligned = pd.DataFrame({task.id_column: expected.reset_index(drop=True)})
-    kind = _prediction_kind(task)
+    kind = prediction_kind(task)
     columns = task.submission_columns[1:]
     for column in columns:
         values = rows[column]
         if kind == "label":
-            aligned[column] = _to_classes(values, task.classes)
+            aligned[column] = to_classes(values, task.classes)
         else:
             aligned[column] = _numbers(values)
     if kind == "proba" and task.task_type == "multiclass":
@@ -410,12 +289,12 @@ def _aligned_table(table: pd.DataFrame, keys: pd.Series, expected: pd.Series, ta
     return aligned
 
 
-def _check(submission: Any, task: Task, expected_ids: Iterable) -> _Checked:
+def read_and_check(submission: Any, task: Task, expected_ids: Iterable) -> Checked:
     expected = pd.Series(list(expected_ids) if not isinstance(expected_ids, (pd.Series, pd.Index)) else expected_ids)
     expected = expected.reset_index(drop=True)
     table, problems = _read_submission(submission)
     if table is None:
-        return _Checked(None, problems, 0)
+        return Checked(None, problems, 0)
     table = table.reset_index(drop=True)
     table.columns = [str(c) for c in table.columns]
     problems = _column_problems(table, task)
@@ -426,8 +305,8 @@ def _check(submission: Any, task: Task, expected_ids: Iterable) -> _Checked:
         problems = id_problems + problems if len(ids) != len(expected) else problems + id_problems
     problems += _value_problems(table, task, ids)
     if problems:
-        return _Checked(None, problems, len(table))
-    return _Checked(_aligned_table(table, keys, expected, task), [], len(table))
+        return Checked(None, problems, len(table))
+    return Checked(_aligned_table(table, keys, expected, task), [], len(table))
 
 
 def check_submission(submission: Any, *, task: Task, expected_ids: Iterable) -> tuple[pd.DataFrame | None, list[str]]:
@@ -436,38 +315,5 @@ def check_submission(submission: Any, *, task: Task, expected_ids: Iterable) -> 
     Returns (aligned, problems): `aligned` has the task's submission columns, one row per expected id in
     that order, predictions typed (class values, or floats with multiclass rows normalised to sum 1); it is
     None when there are problems, each one line saying what is wrong and what to do."""
-    checked = _check(submission, task, expected_ids)
+    checked = read_and_check(submission, task, expected_ids)
     return checked.table, checked.problems
-
-
-def _y_true(labels: pd.Series, task: Task) -> np.ndarray:
-    if task.task_type == "regression":
-        return labels.to_numpy(dtype=float)
-    mapped = _to_classes(labels.reset_index(drop=True), task.classes)
-    raw = labels.reset_index(drop=True).astype(object)
-    return mapped.where(mapped.notna(), raw).to_numpy(dtype=object)
-
-
-def _y_pred(aligned: pd.DataFrame, task: Task) -> np.ndarray:
-    columns = task.submission_columns[1:]
-    kind = _prediction_kind(task)
-    if kind == "label":
-        return aligned[columns[0]].to_numpy(dtype=object)
-    if len(columns) > 1:
-        return aligned[columns].to_numpy(dtype=float)
-    return aligned[columns[0]].to_numpy(dtype=float)
-
-
-def grade_submission(submission: Any, *, task: Task, labels: pd.Series) -> Grade:
-    """Check a submission against the ids of `labels` (indexed by id) and score it with the task's metric."""
-    checked = _check(submission, task, labels.index)
-    if checked.problems:
-        return Grade(False, Score.worst(task.metric), checked.problems, checked.n_rows)
-    spec = task.metric_spec
-    try:
-        value = spec.score(_y_true(labels, task), _y_pred(checked.table, task), classes=task.classes,
-                           positive_label=task.positive_label)
-    except ValueError as exc:
-        log.warning("cannot compute %s: %s", spec.name, exc)
-        return Grade(False, Score.worst(task.metric), [f"the {spec.name} could not be computed: {exc}"], checked.n_rows)
-    return Grade(True, Score(value, spec.name, spec.greater_is_better), [], checked.n_rows)
