@@ -91,7 +91,7 @@ def live(task_dir: Path, model: str, threads: int) -> str:
             "reflect (reflexion)": builder.reflect(code, feedback, failed=False),
             "revise (reflexion)": builder.revise(code, feedback, failed=False, reflections=["Use gradient boosting."],
                                                  history=["attempt 1 (draft): accuracy 0.9000"]),
-            "improve (tree)": builder.improve(code, feedback, idea=builder.ideas()[0], memory=""),
+            "improve (tree)": builder.improve(code, feedback, idea=builder.ideas()[0].text, memory=""),
             "draft 2 (tree)": builder.draft_with(builder.approaches()[1], ["gradient boosting"]),
         }
         lines = [f"model {backend.model_id}, task {task.name}; first call: {draft.prompt_tokens} prompt tokens in "

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tabcoder.backends import Backend, Completion, ScriptedBackend, get_backend, list_models
+from tabcoder.backends import Backend, Completion, GenerationSettings, ScriptedBackend, get_backend, list_models
 from tabcoder.backends.openai_backend import OpenAIBackend
 from tabcoder.errors import BackendError, ConfigError, LLMError
 
@@ -350,6 +350,42 @@ def test_scripted_backend_records_history_and_scripts_errors() -> None:
     assert backend.history[0].options["temperature"] == 0.7
     assert backend.history[1].options["max_tokens"] == 5
     assert backend.model_id == "scripted"
+
+
+# --------------------------------------------------------------------------- generation settings
+
+
+def test_generation_settings_hold_the_one_set_of_defaults() -> None:
+    from tabcoder.backends.hf import HFBackend
+    from tabcoder.backends.llamacpp import LlamaCppBackend, LocalBackend
+    from tabcoder.backends.replay import ReplayBackend
+
+    for cls in (OpenAIBackend, LocalBackend, LlamaCppBackend, HFBackend, ReplayBackend, ScriptedBackend):
+        assert cls.complete is Backend.complete, f"{cls.__name__} repeats the options of complete()"
+    backend = ScriptedBackend(["a", "b"])
+    backend.complete(MESSAGES)
+    backend.complete(MESSAGES, settings=GenerationSettings(temperature=0.0, seed=4), max_tokens=9, stop=["\n"])
+    assert backend.history[0].options == GenerationSettings().options()
+    assert backend.history[1].options == {"temperature": 0.0, "top_p": GenerationSettings.top_p, "max_tokens": 9,
+                                          "seed": 4, "stop": ["\n"]}
+
+
+def test_an_unknown_generation_option_is_a_clear_error() -> None:
+    backend = ScriptedBackend(["a"])
+    with pytest.raises(TypeError, match=r"unknown generation option\(s\) temprature; known: temperature, top_p"):
+        backend.complete(MESSAGES, temprature=0.5)
+    assert backend.history == [] and backend.remaining == 1
+    with pytest.raises(TypeError, match="unknown generation option"):
+        GenerationSettings.of(GenerationSettings(), top_k=5)
+
+
+def test_generation_settings_are_frozen_and_keep_stop_as_a_tuple() -> None:
+    settings = GenerationSettings(stop=["a", "b"])
+    assert settings.stop == ("a", "b") and GenerationSettings(stop="x").stop == ("x",)
+    assert hash(settings) == hash(GenerationSettings(stop=("a", "b")))
+    assert GenerationSettings.of(settings) is settings
+    with pytest.raises(AttributeError):
+        settings.temperature = 1.0  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- registry

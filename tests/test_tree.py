@@ -14,6 +14,7 @@ from tabcoder import RunConfig, run
 from tabcoder.backends import ScriptedBackend
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt
+from tabcoder.prompting import IMPROVEMENT_IDEAS, METRIC_IDEAS
 from tabcoder.strategies.common import summarise
 from tabcoder.strategies.policy import Action, GreedyPolicy, TreeView, UCBPolicy, make_policy
 
@@ -104,6 +105,19 @@ def test_memory_is_bounded_keeps_the_best_and_reports_failures():
     assert [int(re.match(r"node (\d+)", line).group(1)) for line in lines[1:]] == [16, 17, 18, 19, 20]
     assert any("failed" in line or "invalid" in line for line in lines)
     assert all(len(line) <= 140 for line in lines)
+
+
+def test_improvement_ideas_are_records_and_a_model_change_is_skipped_for_a_script_that_uses_it():
+    ideas = IMPROVEMENT_IDEAS["classification"]
+    model = ideas[0]
+    assert (model.kind, model.target) == ("model", "HistGradientBoostingClassifier")
+    assert model.text == ("Replace the model with sklearn.ensemble.HistGradientBoostingClassifier(max_iter=300, "
+                          "learning_rate=0.05, random_state=0).")
+    assert not model.applies_to("model = HistGradientBoostingClassifier(max_iter=100)")
+    assert model.applies_to("model = RandomForestClassifier()") and model.applies_to(None)
+    tuning = ideas[1]
+    assert tuning.kind == "tuning" and tuning.target is None and tuning.applies_to(good_script())
+    assert all(str(idea) == idea.text for idea in ideas + list(METRIC_IDEAS.values()))
 
 
 # --------------------------------------------------------------------------- the strategy, end to end

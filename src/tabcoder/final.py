@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from typing import cast
 from pathlib import Path
 
 from tabcoder.evaluation import SCRIPT_NAME, SUBMISSION_NAME, evaluate, feedback_for, prepare_workspace
@@ -42,7 +43,7 @@ def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
         best = candidates[0]
         solution = run_dir / "best" / SCRIPT_NAME
         solution.parent.mkdir()
-        solution.write_text(state.script(best.code), encoding="utf-8")
+        solution.write_text(state.script(cast(str, best.code)), encoding="utf-8")  # a candidate has code
         return FinalOutcome(False, ["the task has no test set: solution written, nothing to predict"], best,
                             solution=solution)
     sample = (task.sample_submission if task.sample_submission is not None
@@ -54,7 +55,7 @@ def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
                           description=task.description)
         state.emit("final_start", {"attempt": attempt, "workspace": workspace})
         timeout = state.plan.refit_timeout(attempt)
-        evaluation = evaluate(state.script(attempt.code), workspace, task=task, labels=None, sandbox=state.sandbox,
+        evaluation = evaluate(state.script(cast(str, attempt.code)), workspace, task=task, labels=None, sandbox=state.sandbox,
                               timeout=timeout)
         if evaluation.result.ok:
             _, problems = check_submission(workspace / SUBMISSION_NAME, task=task,

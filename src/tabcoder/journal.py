@@ -145,24 +145,24 @@ class Journal:
         """Record an attempt whose script exists but has not been run and graded yet."""
         attempt.pending = True
         self.pending[attempt.index] = attempt
-        if self.path is not None:
-            self._write_line(attempt.to_dict())
+        self._write_line(attempt)
 
     def append(self, attempt: Attempt) -> None:
         """Record a complete attempt (kept in index order, whatever order attempts complete in)."""
         attempt.pending = False
         self.pending.pop(attempt.index, None)
         bisect.insort(self.attempts, attempt, key=lambda a: a.index)
-        if self.path is not None:
-            self._write_line(attempt.to_dict())
+        self._write_line(attempt)
 
     def update(self, attempt: Attempt) -> None:
         """Record a later change to an attempt (its reflection) as a new line; `load` keeps the last."""
-        if self.path is not None:
-            self._write_line(attempt.to_dict())
+        self._write_line(attempt)
 
-    def _write_line(self, record: dict) -> None:
-        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    def _write_line(self, attempt: Attempt) -> None:
+        """Append the attempt's record as one fsynced line, when the journal has a file."""
+        if self.path is None:
+            return
+        data = (json.dumps(attempt.to_dict(), ensure_ascii=False, default=str) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)

@@ -1,5 +1,8 @@
 """Prompts: render the template files in `prompts/` into chat messages, and pull code out of replies.
 
+Also the fixed choices a search offers the model: draft `Approach`es and improvement `Idea`s (structured
+records; the text shown to the model is one of their fields, never parsed back).
+
 The stable part of every prompt (system text, task, data profile, rules, example) comes first and is
 identical across the calls of a run, so llama.cpp's prefix cache only has to read it once.
 Two styles, as in the original project: `chat` (system / user / assistant turns) and `single` (one
@@ -11,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 
@@ -32,27 +36,65 @@ METRIC_TIPS: dict[str, str] = {
     "mae": "The metric is the mean absolute error: a loss that is robust to outliers can help.",
 }
 
+
+@dataclass(frozen=True)
+class Idea:
+    """One single change an improvement step can ask for. `text` is what the model is shown (and what the
+    journal records as the attempt's idea); `kind` says what the change is ("model", "tuning", "features",
+    "ensemble", "imbalance", "target"), and for a "model" change `target` is the estimator class it brings
+    in, so that the idea is skipped for a script that already uses that class."""
+
+    kind: str
+    text: str
+    target: str | None = None
+
+    @classmethod
+    def replace_model(cls, module: str, estimator: str) -> Idea:
+        """The change to `module.estimator`, e.g. ("sklearn.ensemble", "HistGradientBoostingClassifier(...)")."""
+        return cls("model", f"Replace the model with {module}.{estimator}.", target=estimator.split("(", 1)[0])
+
+    def applies_to(self, code: str | None) -> bool:
+        """False when the idea asks for a model class that `code` already uses."""
+        return not code or self.kind != "model" or self.target is None or self.target not in code
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_TUNING = Idea("tuning", "Tune the main hyperparameters of the model (for example more trees or iterations, a smaller "
+                         "learning rate, a limit on depth or a minimum number of samples per leaf).")
+_LOG_TARGET = Idea("target", "If the target is positive and skewed, train on numpy.log1p(target) and predict "
+                             "numpy.expm1(prediction).")
+_BALANCED = Idea("imbalance", "Handle the class imbalance: use class_weight=\"balanced\".")
+
 #: Generic single changes for an improvement step, tried in order (metric-specific ones first).
-IMPROVEMENT_IDEAS: dict[str, list[str]] = {
+IMPROVEMENT_IDEAS: dict[str, list[Idea]] = {
     "classification": [
-        "Replace the model with sklearn.ensemble.HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0).",
-        "Tune the main hyperparameters of the model (for example more trees or iterations, a smaller learning rate, a limit on depth or a minimum number of samples per leaf).",
-        "Add a few new features computed from existing columns (ratios, differences, products, or counts) that could plausibly help predict the target.",
-        "Average the predicted probabilities of two different models (for example gradient boosting and a random forest or a logistic regression on scaled features).",
+        Idea.replace_model("sklearn.ensemble",
+                           "HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)"),
+        _TUNING,
+        Idea("features", "Add a few new features computed from existing columns (ratios, differences, products, or "
+                         "counts) that could plausibly help predict the target."),
+        Idea("ensemble", "Average the predicted probabilities of two different models (for example gradient boosting "
+                         "and a random forest or a logistic regression on scaled features)."),
     ],
     "regression": [
-        "Replace the model with sklearn.ensemble.HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0).",
-        "Tune the main hyperparameters of the model (for example more trees or iterations, a smaller learning rate, a limit on depth or a minimum number of samples per leaf).",
-        "Add a few new features computed from existing columns (ratios, differences, products, or logs) that could plausibly help predict the target.",
-        "Average the predictions of two different models (for example gradient boosting and a random forest).",
+        Idea.replace_model("sklearn.ensemble",
+                           "HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)"),
+        _TUNING,
+        Idea("features", "Add a few new features computed from existing columns (ratios, differences, products, or "
+                         "logs) that could plausibly help predict the target."),
+        Idea("ensemble", "Average the predictions of two different models (for example gradient boosting and a "
+                         "random forest)."),
     ],
 }
-METRIC_IDEAS: dict[str, str] = {
-    "f1": "Handle the class imbalance: use class_weight=\"balanced\" (or choose the probability threshold that maximises F1 on a held-out part of train).",
-    "macro_f1": "Handle the class imbalance: use class_weight=\"balanced\".",
-    "balanced_accuracy": "Handle the class imbalance: use class_weight=\"balanced\".",
-    "rmse": "If the target is positive and skewed, train on numpy.log1p(target) and predict numpy.expm1(prediction).",
-    "mae": "If the target is positive and skewed, train on numpy.log1p(target) and predict numpy.expm1(prediction).",
+METRIC_IDEAS: dict[str, Idea] = {
+    "f1": Idea("imbalance", "Handle the class imbalance: use class_weight=\"balanced\" (or choose the probability "
+                            "threshold that maximises F1 on a held-out part of train)."),
+    "macro_f1": _BALANCED,
+    "balanced_accuracy": _BALANCED,
+    "rmse": _LOG_TARGET,
+    "mae": _LOG_TARGET,
 }
 
 @dataclass(frozen=True)
@@ -234,7 +276,8 @@ class PromptBuilder:
         ask = self._render("debug.j2", feedback=feedback, reflection=reflection, memory=memory)
         return self._messages(self.task_text, code, ask)
 
-    def improve(self, code: str, feedback: str, *, idea: str | None, memory: str, tried: list[str] = ()) -> Messages:
+    def improve(self, code: str, feedback: str, *, idea: str | None, memory: str,
+                tried: Sequence[str] = ()) -> Messages:
         """Ask for one atomic change to a working script: `idea`, or without one a change of the model's
         own choice other than those `tried` on this script already."""
         ask = self._render("improve.j2", feedback=feedback, idea=idea, memory=memory, tried=list(tried),
@@ -252,7 +295,7 @@ class PromptBuilder:
         return [replace(a, estimator=a.estimator.format(kind=kind, linear=LINEAR_MODELS[kind]))
                 for a in DRAFT_APPROACHES if a.package is None or a.package in installed]
 
-    def ideas(self) -> list[str]:
+    def ideas(self) -> list[Idea]:
         """The single changes an improvement step proposes, in order."""
         kind = "regression" if self.task.task_type == "regression" else "classification"
         extra = METRIC_IDEAS.get(self.task.metric)

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -160,7 +161,8 @@ def _diff(parent: Attempt | None, attempt: Attempt) -> list[tuple[str, str]]:
 def _nodes(journal: Journal) -> dict[int, Node]:
     attempts = {a.index: a for a in journal.attempts}
     attempts.update({i: a for i, a in journal.pending.items() if i not in attempts})
-    nodes = {i: Node(a, _status(a), outcome(a), _plan(a), _diff(attempts.get(a.parent), a))
+    nodes = {i: Node(a, _status(a), outcome(a), _plan(a),
+                     _diff(attempts.get(a.parent) if a.parent is not None else None, a))
              for i, a in attempts.items()}
     valid = sorted((n for n in nodes.values() if n.status == "valid"), key=lambda n: n.attempt.score_value)
     for rank, node in enumerate(valid):
@@ -259,7 +261,7 @@ def _score_chart(journal: Journal, task: dict) -> dict:
 
 
 def _costs(journal: Journal) -> dict:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for a in journal.attempts:
         prompt = sum(c.prompt_tokens for c in a.calls)
         cached = sum(c.cached_prompt_tokens or 0 for c in a.calls)

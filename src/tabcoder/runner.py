@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from typing import Callable
 
 from tabcoder.backends import Backend, ReplayBackend, get_backend
@@ -271,7 +272,7 @@ def _make_strategy(state: RunState, builder: PromptBuilder) -> SearchStrategy:
         return feedback_for(evaluation, timeout=config.timeout, memory_mb=config.memory_mb,
                             best=None if best is None else f"{best.score_value} (attempt {best.index})")
 
-    common = dict(backend=state.backend, builder=builder, evaluate=run_attempt, describe=describe,
+    common: dict[str, Any] = dict(backend=state.backend, builder=builder, evaluate=run_attempt, describe=describe,
                   budget=budget, generation={"temperature": config.temperature, "top_p": config.top_p,
                                              "max_tokens": config.max_tokens, "seed": config.seed},
                   clock=state.clock, on_event=state.emit)

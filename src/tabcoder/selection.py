@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import statistics
 from dataclasses import dataclass, field
+from typing import cast
 
 from tabcoder.evaluation import copy_inputs, evaluate, prepare_workspace
 from tabcoder.grading import make_folds
@@ -66,7 +67,7 @@ def _score_on_folds(state: RunState, top: list[Attempt]) -> dict[int, list[Score
         for number, (fold, base) in enumerate(zip(folds, bases), 1):
             workspace = copy_inputs(base, root / f"{attempt.index:03d}-fold{number}")
             futures[attempt.index, number] = state.pool.submit(
-                evaluate, state.script(attempt.code), workspace, task=state.task, labels=fold.labels,
+                evaluate, state.script(cast(str, attempt.code)), workspace, task=state.task, labels=fold.labels,
                 sandbox=state.sandbox, timeout=state.config.timeout)
     scores: dict[int, list[Score]] = {a.index: [] for a in top}
     worst = Score.worst(state.task.metric)
@@ -83,12 +84,13 @@ def _rank_confirmed(ranked: list[Attempt], top: list[Attempt], scores: dict[int,
     candidates = []
     for attempt in top:
         values = [s.value for s in scores[attempt.index]]
-        ok = all(v is not None for v in values)
-        mean = Score(statistics.fmean(values) if ok else None, attempt.metric, attempt.greater_is_better)
+        numbers = [v for v in values if v is not None]
+        ok = len(numbers) == len(values)  # every fold scored
+        mean = Score(statistics.fmean(numbers) if ok else None, attempt.metric, attempt.greater_is_better)
         if ok:
             confirmed[attempt.index] = mean
         candidates.append({"attempt": attempt.index, "validation": attempt.score, "folds": values,
-                           "mean": mean.value, "std": statistics.pstdev(values) if ok else None, "ok": ok})
+                           "mean": mean.value, "std": statistics.pstdev(numbers) if ok else None, "ok": ok})
     good = sorted((a for a in top if a.index in confirmed), key=lambda a: confirmed[a.index], reverse=True)
     failed = [a for a in top if a.index not in confirmed]
     order = good + ranked[len(top):] + failed

@@ -1,4 +1,5 @@
-"""LLM backends behind one contract: `get_backend(model_string, **settings).complete(messages)`.
+"""LLM backends behind one contract: `get_backend(model_string, **settings).complete(messages)`, sampled as
+`GenerationSettings` say (keyword options such as `temperature=` or `settings=GenerationSettings(...)`).
 
 Model strings: `local[:<name>]` (packaged GGUF weights via llama.cpp), `llamacpp:<path.gguf>`,
 `openai:<model>` (any OpenAI-compatible server), `hf:<path>[,adapter=<path>]` (transformers, for
@@ -10,7 +11,8 @@ from tabcoder.backends import llamacpp as _llamacpp  # noqa: F401  (registers lo
 from tabcoder.backends import openai_backend as _openai_backend  # noqa: F401  (registers openai)
 from tabcoder.backends import hf as _hf  # noqa: F401  (registers hf)
 from tabcoder.backends import replay as _replay  # noqa: F401  (registers replay)
-from tabcoder.backends.base import Backend, Completion, ModelStatus, get_backend, list_models, register, valid_forms
+from tabcoder.backends.base import (Backend, Completion, GenerationSettings, ModelStatus, get_backend, list_models,
+                                    register, valid_forms)
 from tabcoder.backends.replay import ReplayBackend, ScriptedBackend
 from tabcoder.backends.weights import DEFAULT_LOCAL_MODEL, ensure_model, model_path
 
@@ -18,6 +20,7 @@ __all__ = [
     "DEFAULT_LOCAL_MODEL",
     "Backend",
     "Completion",
+    "GenerationSettings",
     "ModelStatus",
     "ReplayBackend",
     "ScriptedBackend",

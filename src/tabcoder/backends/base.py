@@ -1,7 +1,8 @@
 """The backend contract and the model-string registry.
 
-Scope: the `Completion` record, the `Backend` interface every LLM backend implements, `ModelStatus`
-for `list_models()`, and the registry that maps a model string's scheme (the part before the first
+Scope: `GenerationSettings` (how a reply is sampled, with the one set of defaults every backend uses),
+the `Completion` record, the `Backend` interface every LLM backend implements, `ModelStatus` for
+`list_models()`, and the registry that maps a model string's scheme (the part before the first
 ":") to a factory. Backend modules fill the registry with `@register(...)` at import time; heavy
 libraries (llama_cpp, ...) are imported only inside the factories.
 """
@@ -12,7 +13,7 @@ import abc
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from tabcoder.errors import BackendError, ConfigError
@@ -36,22 +37,61 @@ class Completion:
     finish_reason: str | None = None  # "stop" | "length" | ...
 
 
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How one reply is sampled: the options of `Backend.complete`, and the only place their defaults live.
+
+    `seed` None leaves the seed to the backend; `stop` is kept as a tuple (a list is converted, a single
+    string becomes a one-item tuple)."""
+
+    temperature: float = 0.2
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        stop = self.stop
+        if stop is not None and not isinstance(stop, tuple):
+            object.__setattr__(self, "stop", (stop,) if isinstance(stop, str) else tuple(stop))
+
+    @classmethod
+    def of(cls, settings: GenerationSettings | None = None, /, **options: Any) -> GenerationSettings:
+        """`settings` (default: the defaults) with the keyword `options` replacing single fields; an
+        option that is not a field is a TypeError that names the known ones."""
+        unknown = sorted(set(options) - set(GENERATION_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown generation option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(GENERATION_OPTIONS)}")
+        base = cls() if settings is None else settings
+        return replace(base, **options) if options else base
+
+    def options(self) -> dict[str, Any]:
+        """The settings as keyword options, `stop` as a list (or None): what a call was asked for."""
+        values = asdict(self)
+        values["stop"] = None if self.stop is None else list(self.stop)
+        return values
+
+
+GENERATION_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(GenerationSettings))
+
+
 class Backend(abc.ABC):
-    """A chat model. Implementations raise `LLMError` when a call fails after their retries."""
+    """A chat model. Implementations raise `LLMError` when a call fails after their retries.
+
+    Callers use `complete`; a backend implements `_generate`, which receives the settings resolved."""
 
     model_id: str
 
+    def complete(self, messages: Messages, *, settings: GenerationSettings | None = None,
+                 **options: Any) -> Completion:
+        """One reply to `messages`, sampled with `settings` (default: `GenerationSettings()`) and any keyword
+        options (temperature=..., top_p=..., max_tokens=..., seed=..., stop=...) over it. An unknown option
+        is a TypeError."""
+        return self._generate(messages, GenerationSettings.of(settings, **options))
+
     @abc.abstractmethod
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion: ...
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion: ...
 
     def close(self) -> None:  # noqa: B027 - a no-op unless the backend holds resources
         """Release resources (model memory, connections). Safe to call twice."""

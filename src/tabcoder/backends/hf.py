@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
+from tabcoder.backends.base import (Backend, Completion, GenerationSettings, Messages, ModelStatus, env_int,
+                                    register, register_status)
 from tabcoder.backends.llamacpp import DEFAULT_THREADS, THREADS_ENV
 from tabcoder.errors import BackendError, ConfigError, LLMError
 
@@ -67,16 +68,7 @@ class HFBackend(Backend):
         self._lock = threading.Lock()
         log.info("loaded %s on %s in %.1f s", self.model_id, self.device, self.load_seconds)
 
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion:
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion:
         if self._model is None:
             raise LLMError("the backend is closed")
         torch = self._torch
@@ -85,16 +77,17 @@ class HFBackend(Backend):
             prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = self._tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
             sampling: dict[str, Any] = {"do_sample": False}
-            if temperature > 0:
-                torch.manual_seed(self.seed if seed is None else seed)
-                sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if settings.temperature > 0:
+                torch.manual_seed(self.seed if settings.seed is None else settings.seed)
+                sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
             with torch.no_grad():
-                out = self._model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                out = self._model.generate(ids, attention_mask=torch.ones_like(ids),
+                                           max_new_tokens=settings.max_tokens,
                                            pad_token_id=self._tokenizer.pad_token_id, **sampling)
             new = out[0, ids.shape[1]:]
             text = self._tokenizer.decode(new, skip_special_tokens=True)
-            finish = "length" if len(new) >= max_tokens else "stop"
-            for marker in stop or []:
+            finish = "length" if len(new) >= settings.max_tokens else "stop"
+            for marker in settings.stop or ():
                 cut = text.find(marker)
                 if cut >= 0:
                     text, finish = text[:cut], "stop"

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.backends import model_process
-from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
+from tabcoder.backends.base import (Backend, Completion, GenerationSettings, Messages, ModelStatus, env_int,
+                                    register, register_status)
 from tabcoder.backends.weights import (
     CATALOG,
     DEFAULT_LOCAL_MODEL,
@@ -154,28 +155,11 @@ class LlamaCppBackend(Backend):
         finally:
             probe.seconds = time.perf_counter() - t0
 
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion:
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion:
         with self._lock:
-            return self._complete(messages, temperature, top_p, max_tokens, seed, stop)
+            return self._complete(messages, settings)
 
-    def _complete(
-        self,
-        messages: Messages,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int | None,
-        stop: list[str] | None,
-    ) -> Completion:
+    def _complete(self, messages: Messages, settings: GenerationSettings) -> Completion:
         if self._llm is None:
             raise LLMError(f"{self.model_id}: backend is closed")
         self._probe = probe = _PromptProbe()
@@ -183,11 +167,11 @@ class LlamaCppBackend(Backend):
         try:
             out = self._llm.create_chat_completion(
                 messages=messages,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens,
-                seed=seed,
-                stop=stop or None,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                max_tokens=settings.max_tokens,
+                seed=settings.seed,
+                stop=list(settings.stop) if settings.stop else None,
             )
         except ValueError as exc:
             if "exceed context window" in str(exc):
@@ -277,13 +261,13 @@ class LocalBackend(Backend):
             raise LLMError(f"{self.model_id}: backend is closed")
         return self._server
 
-    def complete(self, messages: Messages, **options: Any) -> Completion:
-        """`Backend.complete`'s options, passed to the model's process as they are."""
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion:
+        """The settings, passed to the model's process as they are."""
         server = self.server
         failure = server.failure()
         if failure is None:
             try:
-                return self._client.complete(messages, **options)
+                return self._client.complete(messages, settings=settings)
             except LLMError:
                 time.sleep(0.2)  # a process that just died may still be reaped
                 failure = server.failure()

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import IO, Any, cast
 
 from tabcoder.errors import BackendError
 
@@ -117,8 +117,9 @@ class ModelServer:
             process = subprocess.Popen(spec.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, env=env, text=True, encoding="utf-8",
                                        errors="replace", start_new_session=True)
-            process.stdin.write(token + "\n")
-            process.stdin.close()
+            stdin = cast(IO[str], process.stdin)  # stdin=PIPE
+            stdin.write(token + "\n")
+            stdin.close()
         except OSError as exc:
             raise BackendError(f"cannot start the local model process for {spec.model_id}: {exc}") from exc
         server = cls(spec, "", token, process.pid, process)

@@ -34,7 +34,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, env_int, register, register_status
+from tabcoder.backends.base import (Backend, Completion, GenerationSettings, Messages, ModelStatus, env_int,
+                                    register, register_status)
 from tabcoder.errors import BackendError, LLMError
 
 log = logging.getLogger(__name__)
@@ -85,27 +86,18 @@ class OpenAIBackend(Backend):
         self.backoff_max = backoff_max
         self._sleep = sleep
 
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion:
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_tokens": max_tokens,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens,
         }
-        if seed is not None:
-            body["seed"] = seed
-        if stop:
-            body["stop"] = stop
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        if settings.stop:
+            body["stop"] = list(settings.stop)
         t0 = time.perf_counter()
         data = self._post_with_retries(json.dumps(body).encode())
         return self._parse(data, time.perf_counter() - t0, messages)
@@ -185,7 +177,9 @@ class OpenAIBackend(Backend):
         if text is None:
             raise LLMError(f"{self.model_id}: the reply's message content is neither text nor a list of parts: "
                            f"{json.dumps(message)[:300]}")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         details = usage.get("prompt_tokens_details")
         prompt_tokens = _count(usage.get("prompt_tokens"))
         completion_tokens = _count(usage.get("completion_tokens"))
@@ -196,7 +190,9 @@ class OpenAIBackend(Backend):
             if completion_tokens is None:
                 completion_tokens = len(text) // 4
         cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
-        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+        timings = data.get("timings")
+        if not isinstance(timings, dict):
+            timings = {}
         prompt_ms = _number(timings.get("prompt_ms"))
         finish = choice.get("finish_reason")
         return Completion(

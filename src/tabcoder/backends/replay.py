@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Union
 
-from tabcoder.backends.base import Backend, Completion, Messages, ModelStatus, register, register_status
+from tabcoder.backends.base import (Backend, Completion, GenerationSettings, Messages, ModelStatus, register,
+                                    register_status)
 from tabcoder.errors import BackendError, LLMError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def _records_from_attempt(attempt: dict[str, Any], attempts: dict[int, dict[str,
     out = []
     for call in calls:
         if call.get("purpose", "code") == "reflection":
-            text = attempts.get(call.get("about"), attempt).get("reflection")
+            about: Any = call.get("about")  # a JSON value: the index of the attempt reflected on, if recorded
+            text = attempts.get(about, attempt).get("reflection")
         else:
             text = attempt["response"]
         if isinstance(text, str):
@@ -110,16 +112,7 @@ class ReplayBackend(Backend):
     def remaining(self) -> int:
         return len(self._records) - self._next
 
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion:
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion:
         if self._next >= len(self._records):
             raise LLMError(
                 f"replay file {self.path} is exhausted: it recorded {len(self._records)} response(s), "
@@ -199,20 +192,10 @@ class ScriptedBackend(Backend):
     def remaining(self) -> int:
         return len(self._queue)
 
-    def complete(
-        self,
-        messages: Messages,
-        *,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 1024,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> Completion:
+    def _generate(self, messages: Messages, settings: GenerationSettings) -> Completion:
         t0 = time.perf_counter()
-        options = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed, "stop": stop}
         with self._lock:
-            self.history.append(RecordedCall(messages, options))
+            self.history.append(RecordedCall(messages, settings.options()))
             if not self._queue:
                 raise LLMError(f"ScriptedBackend has no response queued for call {len(self.history)}")
             response = self._queue.popleft()

@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -280,7 +280,8 @@ def _run_baseline(name: str, task: Task, run_dir: Path, seed: int, valid_fractio
     baseline = make_baseline(name, task, seed=seed, seconds=seconds)
     split = make_split(task, seed=seed, valid_fraction=valid_fraction)
     searched = baseline.search(split_features(split.fit, task), _target(split.fit, task))
-    validation = _write_and_grade(searched, task, split.valid, split.labels, run_dir / "validation" / SUBMISSION_NAME)
+    validation = cast(Grade, _write_and_grade(searched, task, split.valid, split.labels,  # labels given: graded
+                                              run_dir / "validation" / SUBMISSION_NAME))
     test = None
     if task.test is not None:
         final = baseline.refit(split_features(task.train, task), _target(task.train, task))

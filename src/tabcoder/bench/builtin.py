@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -189,7 +190,8 @@ def _write_task(spec: BuiltinTask, root: Path) -> dict:
         f"# {spec.title}\n{spec.text}\nSource: {spec.source}; licence: {spec.licence}.\n"
         f"Evaluation: {spec.metric}.\n", encoding="utf-8")
     task = load_task(folder)
-    make_sample_submission(task, task.test["id"]).to_csv(folder / "sample_submission.csv", index=False)
+    test_ids = cast(pd.DataFrame, task.test)["id"]  # the folder has a test.csv
+    make_sample_submission(task, test_ids).to_csv(folder / "sample_submission.csv", index=False)
     answers = root / ANSWERS_DIR
     answers.mkdir(exist_ok=True)
     test[["id", spec.target]].to_csv(answers / f"{spec.name}.csv", index=False)

@@ -21,6 +21,7 @@ import traceback
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from tabcoder.bench.store import CellResult
 from tabcoder.config import RunConfig
@@ -111,9 +112,10 @@ def plan_cells(suite: Suite, settings: BenchSettings) -> list[CellSpec]:
     cells = []
     for task in suite.tasks:
         # absolute paths: a Ray worker does not share the driver's working directory
-        common = {"suite": suite.name, "task": task.name, "task_path": str(Path(task.path).resolve()),
-                  "answers_path": str(Path(task.answers).resolve()), "overrides": dict(task.overrides),
-                  "out_dir": str(Path(settings.out_dir).resolve())}
+        common: dict[str, Any] = {
+            "suite": suite.name, "task": task.name, "task_path": str(Path(task.path).resolve()),
+            "answers_path": str(Path(task.answers).resolve()), "overrides": dict(task.overrides),
+            "out_dir": str(Path(settings.out_dir).resolve())}
         for seed in range(settings.seeds):
             for name in settings.baselines:
                 cells.append(CellSpec(**common, kind=BASELINE, model=name, strategy="", seed=seed,

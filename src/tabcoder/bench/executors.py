@@ -54,7 +54,8 @@ class LocalExecutor(Executor):
             raise ConfigError(f"--workers must be at least 1 (got {workers})")
         self.workers = workers
 
-    def map_unordered(self, fn, items, on_submit=_nothing):
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
+                      on_submit: Submitted = _nothing) -> Iterator[tuple[Any, Any]]:
         if self.workers == 1:
             for item in items:
                 on_submit(item)

@@ -14,6 +14,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterable
+from typing import cast
 
 from tabcoder.bench.report import Report, ScoredCell, Summary, fmt_number
 
@@ -155,7 +156,7 @@ def score_vs_time(report: Report, colours: dict[str, str]) -> str:
     body.append(_text(14, (top + height - bottom) / 2, "normalised test score", anchor="middle",
                       extra=f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})"'))
     for cell, secs in zip(cells, seconds):
-        value, clipped = _clip(cell.normalised)
+        value, clipped = _clip(cast(float, cell.normalised))  # the cells without one are left out above
         body.append(_mark(x(math.log10(secs)), y(value), colours[cell.system], clipped, _point_title(cell)))
     return _svg(width, height, body, "normalised score against wall time")
 
@@ -180,8 +181,8 @@ def _distribution_row(name: str, cells: list[ScoredCell], colour: str, x, y0: fl
                 f'height="{row - 10:.1f}" fill="{colour}" fill-opacity="0.25" stroke="{colour}"/>')
     body.append(_line(x(median), y0 + 5, x(median), y0 + row - 5, stroke=colour))
     scored = [c for c in cells if c.normalised is not None]
-    for i, cell in enumerate(scored):
-        value, clipped = _clip(cell.normalised)
+    for i, (cell, normalised) in enumerate(zip(scored, values)):
+        value, clipped = _clip(normalised)
         jitter = ((i * 7919) % 11 - 5) / 5 * (row / 2 - 7)
         body.append(_mark(x(value), y0 + row / 2 + jitter, colour, clipped, _point_title(cell), radius=3.5))
     return body

@@ -201,7 +201,7 @@ def systems_table(report: Report) -> str:
 
 
 def tasks_table(report: Report) -> str:
-    rows = [[s.task, s.metric or "-", s.system, f"{s.valid_rate:.0%}", fmt_number(s.test), fmt_number(s.validation),
+    rows = [[s.task or "-", s.metric or "-", s.system, f"{s.valid_rate:.0%}", fmt_number(s.test), fmt_number(s.validation),
              fmt_number(s.normalised, 3), f"{s.rank:.2f}", fmt_number(s.seconds, 3), f"{s.tokens:.0f}"]
             for s in report.tasks]
     header = ["task", "metric", "system", "valid", "test", "validation", "normalised", "rank", "s", "tokens"]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO, cast
 
 from tabcoder.errors import ConfigError
 
@@ -139,23 +140,24 @@ class BenchLock:
 
     def __init__(self, db_path: Path) -> None:
         self.path = Path(str(db_path) + ".lock")
-        self._handle = None
+        self._handle: TextIO | None = None
 
     def __enter__(self) -> BenchLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "w")  # noqa: SIM115 - held until __exit__
+        self._handle = handle = open(self.path, "w")  # noqa: SIM115 - held until __exit__
         try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._handle.close()
+            handle.close()
             raise ConfigError(f"another bench is running on {self.path.with_suffix('')}: wait for it, or use "
                               "another --db") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.path.unlink(missing_ok=True)  # before unlocking, so that no waiting bench locks a removed file
-        fcntl.flock(self._handle, fcntl.LOCK_UN)
-        self._handle.close()
+        handle = cast(TextIO, self._handle)  # set by __enter__
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 class ResultStore:
@@ -228,7 +230,7 @@ class ResultStore:
             cursor = self.conn.execute(
                 "INSERT INTO benches (started, command, executor, workers, host, interrupted_cells) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (now(), command, executor, workers, host, interrupted))
-        return cursor.lastrowid
+        return cast(int, cursor.lastrowid)  # set by the INSERT
 
     def commands(self) -> list[str]:
         """The distinct command lines of the benches that wrote this file, first run first."""

@@ -169,11 +169,12 @@ def predict_for_metric(model, matrix: np.ndarray, task: Task) -> np.ndarray:
         return model.predict(matrix)
     proba = model.predict_proba(matrix)
     index = {c: j for j, c in enumerate(model.classes_.tolist())}
+    classes = task.classes or []  # a classification task has classes
     if task.task_type == "binary":
-        positive = task.positive_label if task.positive_label is not None else task.classes[-1]
+        positive = task.positive_label if task.positive_label is not None else classes[-1]
         return proba[:, index[positive]] if positive in index else np.zeros(len(matrix))
-    aligned = np.zeros((len(matrix), len(task.classes)))
-    for j, c in enumerate(task.classes):
+    aligned = np.zeros((len(matrix), len(classes)))
+    for j, c in enumerate(classes):
         if c in index:
             aligned[:, j] = proba[:, index[c]]
     return aligned

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 import pandas as pd
 
@@ -251,15 +251,16 @@ class _Search:
         run = apply_in_sandbox(compose([*state.blocks, block]), self.cv.features, sandbox=self.sandbox,
                                workspace=self._workspace(index), timeout=self.settings.timeout,
                                check_rows=self.settings.check_rows, seed=self.seed)
-        if not run.ok:
+        if run.error is not None:  # not run.ok
             proposal.error = self._with_hint(run.error)
             return self._timed(proposal, started), state
-        proposal.added = [c for c in run.frame.columns if c not in state.frame.columns]
-        proposal.dropped = [c for c in state.frame.columns if c not in run.frame.columns]
-        proposal.error = self._change_problem(proposal, run.frame, state.frame)
+        frame = cast(pd.DataFrame, run.frame)  # a run without an error has its frame
+        proposal.added = [c for c in frame.columns if c not in state.frame.columns]
+        proposal.dropped = [c for c in state.frame.columns if c not in frame.columns]
+        proposal.error = self._change_problem(proposal, frame, state.frame)
         if proposal.error:
             return self._timed(proposal, started), state
-        return self._decide(proposal, block, run.frame, state, started)
+        return self._decide(proposal, block, frame, state, started)
 
     def _with_hint(self, error: str) -> str:
         """The error plus a fix for the mistakes small models make most."""

@@ -85,4 +85,4 @@ def include_feature_code(result: CaafeResult | None, script: str) -> str:
 def _after_future_imports(script: str) -> int:
     """The line index just after the script's `from __future__` imports (0 when it has none)."""
     futures = [n for n in ast.parse(script).body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
-    return max((n.end_lineno for n in futures), default=0)
+    return max((n.end_lineno or 0 for n in futures), default=0)  # ast.parse sets end_lineno

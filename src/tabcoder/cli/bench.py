@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -27,7 +28,8 @@ def _command_line(ctx: click.Context) -> str:
         if isinstance(param, click.Argument):
             words.append(str(value))
         elif source is click.core.ParameterSource.COMMANDLINE:
-            if param.is_flag:
+            option = cast(click.Option, param)  # a command's parameters are arguments and options
+            if option.is_flag:
                 words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
             else:
                 words += [max(param.opts, key=len), str(value)]

@@ -1,7 +1,8 @@
 """Supervised fine-tuning of the code model on its own verified solutions.
 
 The data path: instruction files (alpaca, ShareGPT) and tabcoder run folders become chat *examples*
-(`sft.data`, `sft.distill`); `sft.train` trains a LoRA adapter on them with transformers + peft;
+(`sft.data`, `sft.distill`); `sft.train` trains a LoRA adapter on them with transformers + peft (the examples
+encoded by `sft.encoding`, checkpoints in `sft.checkpoints`, a LLaMA-Factory config by `sft.llamafactory`);
 `sft.export` merges the adapter and writes a GGUF file that the llama.cpp backends load, while the
 `hf:` backend (`backends.hf`) uses a folder and an adapter directly. torch, transformers and peft are
 imported only inside the functions that need them (the `sft` extra).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tabcoder.errors import ConfigError
 
@@ -113,7 +114,7 @@ def write_examples(path: str | Path, examples: list[Example]) -> None:
             handle.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
 
 
-def _read_records(path: Path, jsonl: bool | None = None) -> list[tuple[object, str, int]]:
+def _read_records(path: Path, jsonl: bool | None = None) -> list[tuple[Any, str, int]]:
     """(record, where, number) triples of a JSONL file (by line) or a JSON file holding a list (by record)."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
@@ -212,7 +213,7 @@ def from_alpaca(record: dict, where: str = "record") -> Example:
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     messages += [{"role": "user", "content": "\n".join(part for part in (instruction, query) if part)},
                  {"role": "assistant", "content": output}]
-    meta = {"format": "alpaca"}
+    meta: dict[str, Any] = {"format": "alpaca"}
     if query:
         meta["alpaca_split"] = [len(instruction), len(query)]
     return Example.checked(messages, meta, where)
@@ -263,7 +264,7 @@ def to_alpaca(example: Example) -> dict:
     split = example.meta.get("alpaca_split")
     if split and split[1] and len(content) == split[0] + split[1] + (1 if split[0] else 0):
         instruction, query = content[:split[0]], content[len(content) - split[1]:]
-    record = {"instruction": instruction, "input": query, "output": turns[-1]["content"]}
+    record: dict[str, Any] = {"instruction": instruction, "input": query, "output": turns[-1]["content"]}
     if example.system:
         record["system"] = example.system
     if len(turns) > 2:
@@ -274,7 +275,8 @@ def to_alpaca(example: Example) -> dict:
 def to_sharegpt(example: Example) -> dict:
     """The example as a ShareGPT record (human/gpt turns; the system prompt as top-level `system`)."""
     names = {"user": "human", "assistant": "gpt"}
-    record = {"conversations": [{"from": names[m["role"]], "value": m["content"]} for m in example.turns]}
+    record: dict[str, Any] = {"conversations": [{"from": names[m["role"]], "value": m["content"]}
+                                                for m in example.turns]}
     if example.system:
         record["system"] = example.system
     return record

@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt, Journal
@@ -172,15 +173,16 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
     keys: set[tuple] = set()
     per_task: dict[str, dict] = {}
     for run, attempt in candidates:
+        code, score = cast(str, attempt.code), cast(float, attempt.score)  # a candidate has both
         top = best[run.task]
         margin = None if within is None else within * abs(top["score"])
         if attempt.kind == "repair" and not include_repairs:
             dropped["repair_excluded"] += 1
             continue
-        if margin is not None and gain(attempt.score, top["score"], attempt.greater_is_better) < -margin:
+        if margin is not None and gain(score, top["score"], attempt.greater_is_better) < -margin:
             dropped["below_threshold"] += 1
             continue
-        key = (run.task, attempt.kind, _normalised(attempt.code))
+        key = (run.task, attempt.kind, _normalised(code))
         if key in keys:
             dropped["duplicate"] += 1
             continue
@@ -188,7 +190,7 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         meta = {"task": run.task, "kind": attempt.kind, "run": run.path.name, "attempt": attempt.index,
                 "score": attempt.score, "metric": attempt.metric, "model": run.model}
         messages = [dict(m) for m in attempt.messages]
-        messages.append({"role": "assistant", "content": fence(attempt.code)})
+        messages.append({"role": "assistant", "content": fence(code)})
         try:
             example = Example.checked(messages, meta, f"{run.path / 'journal.jsonl'} attempt {attempt.index}")
         except ConfigError as exc:

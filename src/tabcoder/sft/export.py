@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tabcoder.errors import ConfigError
 from tabcoder.sft.model import BaseModel, cpu_threads, import_torch, load_tokenizer, resolve_base
@@ -212,9 +212,10 @@ def export(source: str, out: Path | None, *, outtype: str = "f16", quantize: str
     if out is not None:
         say(f"writing {out} ({outtype}) with the metadata and tokenizer of {base.source_gguf} ...")
         out.parent.mkdir(parents=True, exist_ok=True)
-        result.tensors, result.copied = write_gguf(model.state_dict(), model.config, base.source_gguf, out, outtype)
+        source_gguf = cast(Path, base.source_gguf)  # checked above
+        result.tensors, result.copied = write_gguf(model.state_dict(), model.config, source_gguf, out, outtype)
         result.gguf = out
-        if quantized is not None:
+        if quantized is not None and quantize:  # one is set exactly when the other is
             say(f"quantising to {quantize}: {quantized} ...")
             result.quantized = quantize_gguf(out, quantized, quantize, threads)
     result.seconds = time.perf_counter() - t0

@@ -180,7 +180,7 @@ def load_model(base: BaseModel, device: str, dtype: Any, *, adapter: Path | None
     import_torch()
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base.hf_dir, dtype=dtype)
+    model: Any = AutoModelForCausalLM.from_pretrained(base.hf_dir, dtype=dtype)  # or a PeftModel, below
     adapter = adapter or base.adapter_dir
     if adapter is not None:
         from peft import PeftModel

@@ -1,5 +1,6 @@
 """What every search strategy shares: budgets, model calls with a fresh seed each, turning a reply into a
-journal record (no code / repeated script / run and graded), attempt summaries, and improvement ideas.
+journal record (no code / repeated script / run and graded), and attempt summaries. (The improvement ideas
+themselves, and whether one applies to a script, are `prompting.Idea`s.)
 
 A strategy decides *what* to ask the model next (`SearchStrategy._search`); this module is how an
 attempt is made and recorded, so Reflexion and the tree search spend budgets, seed calls, detect
@@ -16,9 +17,10 @@ import difflib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import cast
 
-from tabcoder.backends import Backend, Completion
+from tabcoder.backends import Backend, Completion, GenerationSettings
 from tabcoder.budget import Budget
 from tabcoder.evaluation import Evaluation, EvaluationPool
 from tabcoder.journal import Attempt, Journal, LLMCall
@@ -43,20 +45,20 @@ class ModelCaller:
     of the run, so samples differ between calls and a resumed run continues the same sequence."""
 
     backend: Backend
-    generation: dict  # temperature, top_p, max_tokens, seed
+    generation: dict  # GenerationSettings options: temperature, top_p, max_tokens, seed
     on_event: EventHandler = _no_events
     calls_made: int = 0
 
     def complete(self, messages: Messages, *, max_tokens: int, purpose: str, about: int,
                  calls: list[LLMCall]) -> Completion:
-        options = {k: v for k, v in self.generation.items() if k != "max_tokens"}
+        base = GenerationSettings.of(**self.generation)
         self.calls_made += 1
-        if options.get("seed") is not None:
-            options["seed"] = options["seed"] + self.calls_made
+        seed = None if base.seed is None else base.seed + self.calls_made
+        settings = replace(base, max_tokens=max_tokens, seed=seed)
         self.on_event("llm_start", {"purpose": purpose, "about": about,
                                     "timeout": getattr(self.backend, "timeout", None)})
         try:
-            completion = self.backend.complete(messages, max_tokens=max_tokens, **options)
+            completion = self.backend.complete(messages, settings=settings)
         finally:
             self.on_event("llm_done", {"purpose": purpose})
         calls.append(LLMCall(purpose=purpose, about=about, prompt_tokens=completion.prompt_tokens,
@@ -148,14 +150,6 @@ def first_change(before: str | None, after: str | None) -> str | None:
     return None
 
 
-def applies_to(idea: str, code: str | None) -> bool:
-    """False when an idea asks for a model class the code already uses (e.g. "Replace the model with X")."""
-    if not code or not idea.startswith("Replace the model with"):
-        return True
-    named = idea.split("Replace the model with", 1)[1].split("(", 1)[0].strip().rsplit(".", 1)[-1]
-    return named not in code
-
-
 # --------------------------------------------------------------------------- recording attempts
 
 
@@ -223,7 +217,7 @@ class AttemptQueue:
         if attempt.code is None:
             attempt.feedback = NO_CODE_FEEDBACK
         elif entry.future is None:
-            original = self._repeats(attempt)
+            original = cast(Attempt, self._repeats(attempt))  # nothing was run because it repeats one
             attempt.duplicate_of = original.index
             attempt.feedback = (f"This script is the same as attempt {original.index} ({outcome(original)}), "
                                 "so it was not run again. Write a script that actually changes something.")

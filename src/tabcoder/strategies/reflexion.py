@@ -16,7 +16,6 @@ from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.strategies.common import (
     NO_CODE_FEEDBACK,
     SearchStrategy,
-    applies_to,
     shown_code,
     summarise,
 )
@@ -85,9 +84,9 @@ class Reflexion(SearchStrategy):
         done = sum(1 for a in journal.attempts if a.idea is not None)
         for offset in range(len(ideas)):
             idea = ideas[(done + offset) % len(ideas)]
-            if applies_to(idea, base.code):
-                return idea
-        return ideas[done % len(ideas)]
+            if idea.applies_to(base.code):
+                return idea.text
+        return ideas[done % len(ideas)].text
 
     def _memory(self, journal: Journal) -> list[str]:
         notes = [f"attempt {a.index}: {a.reflection}" for a in journal.attempts if a.reflection]

@@ -20,10 +20,11 @@ What the model is told:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.prompting import Approach, Messages, approach_label
-from tabcoder.strategies.common import SearchStrategy, applies_to, first_change, outcome, shown_code, summarise
+from tabcoder.strategies.common import SearchStrategy, first_change, outcome, shown_code, summarise
 from tabcoder.strategies.policy import Action, GreedyPolicy, Policy, TreeView
 
 
@@ -88,13 +89,14 @@ class TreeSearch(SearchStrategy):
 
     # -- one expansion ---------------------------------------------------------------------------------
     def _expand(self, action: Action, journal: Journal, state: _Round) -> Attempt:
-        index, started, calls = journal.next_index, self.elapsed(), []
+        index, started = journal.next_index, self.elapsed()
+        calls: list[LLMCall] = []
         if action.kind == "draft":
             approach, earlier = self._approach(state)
             messages = self.builder.draft_with(approach, earlier)
             return self._write(index, None, "draft", messages, calls, started=started, idea=str(approach),
                                round=state.number)
-        parent = journal.get(action.parent)
+        parent = cast(Attempt, journal.get(cast(int, action.parent)))  # a repair or improvement has a parent
         messages, idea = self._ask(action, parent, state, calls, journal)
         return self._write(index, parent.index, action.kind, messages, calls, started=started, idea=idea,
                            round=state.number)
@@ -135,8 +137,8 @@ class TreeSearch(SearchStrategy):
         tried = {a.idea for a in self._path(node, state.view) if a.kind == "improve"}
         tried |= {a.idea for a in state.view.children(node) + state.written if a.parent == node.index}
         for idea in self.builder.ideas():
-            if idea not in tried and applies_to(idea, node.code):
-                return idea
+            if idea.text not in tried and idea.applies_to(node.code):
+                return idea.text
         return None
 
     @staticmethod

@@ -63,7 +63,7 @@ def drop_missing_target(sources: Sources, target: str) -> None:
 def submission_columns_for(id_column: str, target: str, task_type: str, metric: str, classes: list | None) -> list[str]:
     """The id, then one probability column per class for a multiclass metric on probabilities, else the target."""
     if task_type == "multiclass" and get_metric(metric).needs_proba:
-        return [id_column, *(str(c) for c in classes)]
+        return [id_column, *(str(c) for c in classes or [])]  # a multiclass task has classes
     return [id_column, target]
 
 

@@ -75,10 +75,9 @@ def _sample_submission_targets(sources: Sources) -> list[str]:
 
 def settle_id(sources: Sources, given: tuple[Any, str] | None, target: str) -> tuple[str, bool]:
     """(id column, whether it was generated), checked to be complete and unique in train and test."""
-    name = _resolve_id(sources, given, target)
-    generated = name is None
-    if generated:
-        name = _generate_id(sources)
+    resolved = _resolve_id(sources, given, target)
+    generated = resolved is None
+    name = _generate_id(sources) if resolved is None else resolved
     _check_ids(sources.train, name, sources.train_name)
     if sources.test is not None:
         _check_ids(sources.test, name, sources.test_name)
@@ -240,7 +239,7 @@ def settle_positive_label(sources: Sources, given: tuple[Any, str] | None, targe
                           classes: list | None) -> Any:
     """The positive class of a binary task (None for any other, where a given label is ignored with a note)."""
     if kind == "binary":
-        return _resolve_positive_label(sources.train[target], classes, given, sources)
+        return _resolve_positive_label(sources.train[target], classes or [], given, sources)  # a binary task has classes
     if given is not None:
         sources.notes.append(f"positive label {given[0]!r} ({given[1]}) ignored: the task is {kind}")
     return None

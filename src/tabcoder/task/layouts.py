@@ -113,7 +113,7 @@ def _read_task_toml(path: Path, notes: list[str]) -> dict[str, tuple[Any, str]]:
     if unknown:
         notes.append(f"task.toml: ignored unknown keys {', '.join(unknown)} (known: {', '.join(sorted(_TOML_KEYS))})")
         log.warning("task.toml: ignored unknown keys %s", unknown)
-    settings = {}
+    settings: dict[str, tuple[Any, str]] = {}
     for key in ("target", "id", "id_column", "task_type", "metric", "positive_label"):
         if key in data:
             settings["id" if key == "id_column" else key] = (data[key], "task.toml")
@@ -161,7 +161,7 @@ def parse_columns_py(path: Path) -> tuple[dict[str, Any], list[str]]:
     skipped = 0
     for node in tree.body:
         targets, value = _assignment_parts(node)
-        if not targets:
+        if not targets or value is None:  # one is empty exactly when the other is
             skipped += not _is_docstring(node)
             continue
         _check_depth(path, targets, node.lineno, value)
@@ -197,9 +197,9 @@ def _parse_python_file(path: Path) -> ast.Module:
                         "predict_goal = \"y\" (strings, numbers, short lists)") from exc
 
 
-def _check_depth(path: Path, targets: list[str], line: int, value: ast.expr) -> None:
+def _check_depth(path: Path, targets: list[str], line: int, value: ast.AST) -> None:
     """TaskError when `value` nests more than MAX_COLUMNS_PY_DEPTH levels (walked without recursion)."""
-    stack = [(value, 1)]
+    stack: list[tuple[ast.AST, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_COLUMNS_PY_DEPTH:

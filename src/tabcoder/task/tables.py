@@ -54,7 +54,7 @@ def _sniff_delimiter(path: Path, suffix: str, compression: str | None) -> str:
     counts = {d: first_line.count(d) for d in (",", "\t", ";", "|")}
     if suffix == ".csv" and counts[","]:
         return ","
-    best = max(counts, key=counts.get)
+    best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
 
 
