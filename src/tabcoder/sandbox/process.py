@@ -135,23 +135,29 @@ def signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def memory_mb(pids: list[int]) -> float:
-    """The memory these processes use together: proportional set sizes (shared pages split between their
-    users, so forked workers are not counted twice), or resident sizes where PSS cannot be read."""
+def memory_mb(pids: list[int], *, shared_once: bool = False) -> float:
+    """The memory these processes use together: resident set sizes (cheap to read), or with `shared_once`
+    proportional set sizes (shared pages split between their users, so forked workers are not counted twice;
+    the kernel walks every page table for it, several milliseconds for a large process). PSS <= RSS, so a
+    caller reads RSS first and PSS only to confirm a limit is passed."""
+    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
     total_kib = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
-                for line in handle:
-                    if line.startswith(b"Pss:"):
-                        total_kib += int(line.split()[1])
-                        break
-        except (OSError, ValueError):
+        if shared_once:
             try:
-                with open(f"/proc/{pid}/statm", "rb") as handle:
-                    total_kib += int(handle.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-            except (OSError, ValueError, IndexError):
+                with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+                    for line in handle:
+                        if line.startswith(b"Pss:"):
+                            total_kib += int(line.split()[1])
+                            break
                 continue
+            except (OSError, ValueError):
+                pass
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                total_kib += int(handle.read().split()[1]) * page_kib
+        except (OSError, ValueError, IndexError):
+            continue
     return total_kib / 1024
 
 

@@ -1,9 +1,10 @@
-"""Limits for the attempt as a whole, kept by watching it. Memory: the proportional set sizes of all its
-processes, plus memfd and deleted-but-open tmpfs files they hold, plus what its private `/tmp` and
-`/dev/shm` hold (bubblewrap's tmpfs mounts live in RAM). Disk: the bytes added to its workspace, deleted
-files still held open, and its captured stdout/stderr. A shared-memory file that is also mapped is counted
-twice: the limit errs on the side of the machine. Polls while the child runs; stops nothing itself (it
-says which limit was passed, and `local` stops the attempt)."""
+"""Limits for the attempt as a whole, kept by watching it. Memory: the resident set sizes of all its
+processes (past the limit, confirmed with proportional set sizes, which split shared pages), plus the memfd
+and deleted-but-open tmpfs files they hold, plus what its private `/tmp` and `/dev/shm` hold (bubblewrap's
+tmpfs mounts live in RAM). Disk: the bytes added to its workspace, deleted files still held open, and its
+captured stdout/stderr. A shared-memory file that is also mapped is counted twice: the limit errs on the
+side of the machine. Polls while the child runs; stops nothing itself (it says which limit was passed, and
+`local` stops the attempt)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,10 @@ class Watch:
                 return False
             pids = [self.root, *descendants(self.root)]
             held_memory, held_disk = held_files(pids, self.disk_device)
-            used = memory_mb(pids) + held_memory / _MIB
-            if self.private_tmpfs:
-                used += tmpfs_bytes(pids) / _MIB
+            files = held_memory + (tmpfs_bytes(pids) if self.private_tmpfs else 0)
+            used = memory_mb(pids) + files / _MIB
+            if used > self.memory_limit:  # resident sizes count shared pages twice: confirm with PSS
+                used = memory_mb(pids, shared_once=True) + files / _MIB
             self.peak_memory_mb = max(self.peak_memory_mb or 0.0, used)
             if used > self.memory_limit:
                 self.exceeded = "memory"
