@@ -288,7 +288,7 @@ def describe(wall: Wall, *, netns: str, memory_mb: int, pids: int, disk_mb: int,
              root: bool, network_allowed: bool, cpu_margin_s: int, threads: int) -> dict:
     """The isolation report for run.json and the first progress line."""
     if wall.kind == "bwrap":
-        walls = ("bwrap: mount+pid+net+ipc namespaces" + ("" if root else "+user") + ", seccomp (AF_UNIX only)")
+        walls = f"bwrap: mount+pid+net+ipc{'' if root else '+user'} namespaces, seccomp (AF_UNIX only)"
     elif wall.kind == "landlock":
         walls = f"Landlock ABI {wall.landlock_abi}, network namespace: {netns}, seccomp (AF_UNIX only)"
     else:
