@@ -14,6 +14,7 @@ from typing import cast
 from pathlib import Path
 
 from tabcoder.evaluation import SCRIPT_NAME, SUBMISSION_NAME, evaluate, feedback_for, prepare_workspace
+from tabcoder.events import FinalEnd, FinalStart, emit_event
 from tabcoder.grading import check_submission, grade_submission, make_sample_submission
 from tabcoder.journal import Attempt
 from tabcoder.metrics import Score
@@ -53,7 +54,7 @@ def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
         workspace = run_dir / ("best" if number == 0 else f"best-{number}")
         prepare_workspace(workspace, train=task.train, test=task.test, sample_submission=sample,
                           description=task.description)
-        state.emit("final_start", {"attempt": attempt, "workspace": workspace})
+        emit_event(state.emit, FinalStart(attempt=attempt, workspace=workspace))
         timeout = state.plan.refit_timeout(attempt)
         evaluation = evaluate(state.script(cast(str, attempt.code)), workspace, task=task, labels=None, sandbox=state.sandbox,
                               timeout=timeout)
@@ -62,8 +63,8 @@ def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
                                            expected_ids=task.test[task.id_column])
         else:
             problems = [feedback_for(evaluation, timeout=timeout, memory_mb=state.config.memory_mb)]
-        state.emit("final_end", {"attempt": attempt, "ok": not problems, "problems": problems,
-                                 "seconds": evaluation.result.duration})
+        emit_event(state.emit, FinalEnd(attempt=attempt, ok=not problems, problems=problems,
+                                        seconds=evaluation.result.duration))
         if problems:
             continue
         if number:

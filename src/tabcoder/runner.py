@@ -28,6 +28,7 @@ from tabcoder.budget import Budget
 from tabcoder.config import RunConfig
 from tabcoder.errors import ConfigError, LLMError, RunDirError
 from tabcoder.evaluation import Evaluation, EvaluationPool, evaluate, feedback_for, prepare_workspace
+from tabcoder.events import Interrupted, Report, Resume, RunEnd, RunStart, SearchCut, emit_event
 from tabcoder.final import FinalOutcome, finalize
 from tabcoder.journal import Attempt, Journal
 from tabcoder.metrics import Score
@@ -156,8 +157,8 @@ def run(task: str | Path | Task, *, config: RunConfig | None = None, backend: Ba
     with _Collaborators(config, backend, sandbox) as (backend, sandbox), EvaluationPool(config.workers) as pool:
         started = clock()
         run_dir = new_run_dir(config.out_dir, task.name)
-        emit("run_start", {"run_dir": run_dir, "task": task, "config": config, "model": backend.model_id,
-                           "isolation": sandbox.isolation})
+        emit_event(emit, RunStart(run_dir=run_dir, task=task, config=config, model=backend.model_id,
+                                  isolation=sandbox.isolation))
         meta = {"config": config.to_dict(), "task": task_summary(task), "model": backend.model_id,
                 "versions": versions(), "isolation": sandbox.isolation, "command": sys.argv,
                 "started": datetime.now(timezone.utc).isoformat()}
@@ -183,9 +184,9 @@ def resume(run_dir: str | Path, *, backend: Backend | None = None, sandbox: Sand
         started = clock() - journal.elapsed
         if isinstance(backend, ReplayBackend):
             _skip_replayed(backend, journal.calls_made())
-        emit("run_start", {"run_dir": run_dir, "task": task, "config": config, "model": backend.model_id,
-                           "isolation": sandbox.isolation})
-        emit("resume", {"attempts": len(journal.attempts), "pending": sorted(journal.pending)})
+        emit_event(emit, RunStart(run_dir=run_dir, task=task, config=config, model=backend.model_id,
+                                  isolation=sandbox.isolation))
+        emit_event(emit, Resume(attempts=len(journal.attempts), pending=sorted(journal.pending)))
         meta["config"] = config.to_dict()
         meta.setdefault("resumed", []).append({"at": datetime.now(timezone.utc).isoformat(), "command": sys.argv,
                                                "attempts": len(journal.attempts), "pending": len(journal.pending)})
@@ -239,15 +240,15 @@ def _execute(state: RunState) -> Result:
         if strategy is None:  # before the search (CAAFE): nothing to finalise; resume starts the stage again
             raise
         stop_reason = "interrupted"
-        state.emit("interrupted", {"attempts": len(state.journal.attempts)})
+        emit_event(state.emit, Interrupted(attempts=len(state.journal.attempts)))
         strategy.settle()
     except LLMError as exc:
         cut_short = str(exc)
         stop_reason = "the model failed"
         if strategy is not None:
             strategy.settle()
-        state.emit("search_cut", {"error": cut_short, "attempts": len(state.journal.attempts),
-                                  "valid": sum(a.valid for a in state.journal.attempts)})
+        emit_event(state.emit, SearchCut(error=cut_short, attempts=len(state.journal.attempts),
+                                         valid=sum(a.valid for a in state.journal.attempts)))
     selection = select(state)
     final = finalize(state, selection.order)
     return _conclude(state, stop_reason, selection, final, cut_short)
@@ -303,7 +304,7 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: Fi
     state.meta["finished"] = datetime.now(timezone.utc).isoformat()
     write_json(state.run_dir / RUN_FILE, state.meta)
     _write_report(state)
-    state.emit("run_end", {"result": result})
+    emit_event(state.emit, RunEnd(result=result))
     return result
 
 
@@ -316,4 +317,4 @@ def _write_report(state: RunState) -> None:
     except ReportError as exc:
         log.warning("report.html not written: %s", exc)
         return
-    state.emit("report", {"path": path})
+    emit_event(state.emit, Report(path=path))

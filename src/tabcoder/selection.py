@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from tabcoder.evaluation import copy_inputs, evaluate, prepare_workspace
+from tabcoder.events import ConfirmStart, emit_event
 from tabcoder.grading import make_folds
 from tabcoder.journal import Attempt
 from tabcoder.metrics import Score
@@ -49,7 +50,7 @@ def select(state: RunState) -> Selection:
     top = state.plan.affordable(ranked)
     if len(top) < 2:
         return Selection(ranked, "validation", "not enough time left in the budget to confirm on folds")
-    state.emit("confirm_start", {"candidates": [a.index for a in top], "folds": config.confirm_folds})
+    emit_event(state.emit, ConfirmStart(candidates=[a.index for a in top], folds=config.confirm_folds))
     scores = _score_on_folds(state, top)
     return _rank_confirmed(ranked, top, scores, config.confirm_folds)
 

@@ -23,6 +23,7 @@ from tabcoder.bench.executors import Executor
 from tabcoder.bench.store import BenchLock, ResultStore
 from tabcoder.bench.suite import Suite
 from tabcoder.errors import BackendError, ConfigError
+from tabcoder.events import BenchEnd, BenchStart, CellEnd, emit_event
 
 EventHandler = Callable[[str, dict], None]
 
@@ -130,7 +131,7 @@ def _drive(store: ResultStore, summary: BenchSummary, runnable: list[CellSpec], 
         store.record(spec.key, outcome.status, outcome)
         summary.ran += 1
         summary.errors += outcome.status == "error"
-        emit("cell_end", {"spec": spec, "outcome": outcome, "finished": summary.ran, "todo": len(runnable)})
+        emit_event(emit, CellEnd(spec=spec, outcome=outcome, finished=summary.ran, todo=len(runnable)))
 
 
 def _shared_models(settings: BenchSettings, executor: Executor, runnable: list[CellSpec]):
@@ -160,11 +161,11 @@ def run_bench(suite: Suite, settings: BenchSettings, db: Path, executor: Executo
     skipped = {name: why for name in settings.baselines if (why := unavailable_reason(name))}
     with BenchLock(db), ResultStore(db) as store:
         summary, runnable = _start(store, cells, skipped, executor, command, db)
-        emit("bench_start", {"summary": summary, "todo": len(runnable)})
+        emit_event(emit, BenchStart(summary=summary, todo=len(runnable)))
         try:
             with _shared_models(settings, executor, runnable):
                 _drive(store, summary, runnable, executor, emit)
         finally:
             store.finish_bench(summary.bench_id)
-    emit("bench_end", {"summary": summary})
+    emit_event(emit, BenchEnd(summary=summary))
     return summary

@@ -32,6 +32,7 @@ from tabcoder.caafe.execution import apply_in_sandbox
 from tabcoder.caafe.messages import ProposalPrompts
 from tabcoder.caafe.result import CaafeResult, Proposal, fmt_value
 from tabcoder.errors import ConfigError, LLMError, SandboxError, TaskError
+from tabcoder.events import CaafeEnd, CaafeProposal, CaafeStart, emit_event
 from tabcoder.prompting import normalise_code
 from tabcoder.sandbox import Sandbox
 from tabcoder.task import Task
@@ -161,8 +162,8 @@ class _Search:
         started = self.clock()
         state = self._base_state()
         base = state.score
-        self.emit("caafe_start", {"task": self.task, "n_features": n_features, "base": base.score,
-                                  "rows": len(self.cv.data)})
+        emit_event(self.emit, CaafeStart(task=self.task, n_features=n_features, base=base.score,
+                                         rows=len(self.cv.data)))
         stop_reason = f"{n_features} proposals made"
         for index in range(1, n_features + 1):
             if self.settings.max_kept is not None and len(state.blocks) >= self.settings.max_kept:
@@ -178,9 +179,9 @@ class _Search:
                 break
             proposal, state = self._evaluate(index, completion, state)
             self.proposals.append(proposal)
-            self.emit("caafe_proposal", {"proposal": proposal, "metric": self.task.metric})
+            emit_event(self.emit, CaafeProposal(proposal=proposal, metric=self.task.metric))
         result = self._result(base, state, stop_reason, self.clock() - started, n_features)
-        self.emit("caafe_end", {"result": result})
+        emit_event(self.emit, CaafeEnd(result=result))
         return result
 
     def _base_state(self) -> _State:

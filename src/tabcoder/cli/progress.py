@@ -2,10 +2,13 @@
 (a run's, CAAFE's, a bench's, a LoRA training's) and it prints lines to stderr, a waiting notice while a
 model call takes long, and a tqdm bar over training steps.
 
-Every event kind the library emits is either handled (an `on_<kind>` method) or listed in `SILENT_KINDS`;
-`KNOWN_KINDS` is both. A kind outside them is a printer that fell behind the library: with
-TABCODER_STRICT_EVENTS=1 (the test suite sets it) it raises `UnknownEvent`, elsewhere it is logged at debug
-level and dropped, so that a new event never breaks a user's run.
+The kinds and the fields each carries are `tabcoder.events.EVENTS` (`KNOWN_KINDS` is its keys). Every kind
+there is either handled (an `on_<kind>` method) or listed in `SILENT_KINDS`, and every `on_<kind>` method has
+an entry there (`kind_problems()` says what is not so; a test checks it). A kind outside them is a printer
+that fell behind the library: with TABCODER_STRICT_EVENTS=1 (the test suite sets it) it raises
+`UnknownEvent`, and data whose keys are not exactly its kind's fields raises `WrongEventFields`; elsewhere
+an unknown kind is logged at debug level and dropped, and the data is not checked, so that a new event never
+breaks a user's run.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 
 import click
 
+from tabcoder.events import EVENTS, field_names
+
 log = logging.getLogger(__name__)
 
 # Kinds that print nothing: the command prints what they carry itself (run_end, report, caafe_end,
@@ -25,12 +30,20 @@ log = logging.getLogger(__name__)
 SILENT_KINDS = frozenset({"resume", "round_start", "confirm_start", "run_end", "report", "caafe_end", "bench_end"})
 
 
-class UnknownEvent(RuntimeError):
-    """An event kind the printer neither handles nor knows to be silent."""
+class EventError(RuntimeError):
+    """An event the printer cannot trust (raised in strict mode only)."""
+
+
+class UnknownEvent(EventError):
+    """An event kind that `tabcoder.events.EVENTS` does not list."""
+
+
+class WrongEventFields(EventError):
+    """An event whose data's keys are not exactly the fields of its kind's dataclass."""
 
 
 def strict_default() -> bool:
-    """Whether unknown event kinds raise: TABCODER_STRICT_EVENTS=1 (the test suite sets it, and the `tabcoder`
+    """Whether unknown event kinds and wrong fields raise: TABCODER_STRICT_EVENTS=1 (the test suite sets it, and the `tabcoder`
     processes its tests start inherit it)."""
     flag = os.environ.get("TABCODER_STRICT_EVENTS", "").strip().lower()
     return bool(flag) and flag not in ("0", "false", "no", "off")
@@ -75,7 +88,7 @@ class WaitNotice:
 
 class Progress:
     """Prints the events of a run, CAAFE, a bench or a training to stderr; `quiet` prints nothing (the
-    kinds are still checked). `strict`: unknown kinds raise (default: `strict_default()`)."""
+    kinds are still checked). `strict`: unknown kinds and wrong fields raise (default: `strict_default()`)."""
 
     def __init__(self, quiet: bool = False, *, strict: bool | None = None) -> None:
         self.quiet = quiet
@@ -84,13 +97,18 @@ class Progress:
         self.bar = None  # the tqdm bar of a training
 
     def __call__(self, kind: str, data: dict) -> None:
-        handler = getattr(self, f"on_{kind}", None)
-        if handler is None and kind not in SILENT_KINDS:
+        event = EVENTS.get(kind)
+        if event is None:
             if self.strict:
-                raise UnknownEvent(f"the progress printer does not know the event {kind!r}: add an on_{kind} "
-                                   f"method to tabcoder.cli.progress.Progress, or the kind to SILENT_KINDS")
+                raise UnknownEvent(f"the progress printer does not know the event {kind!r}: add its dataclass "
+                                   f"to tabcoder.events, and an on_{kind} method to tabcoder.cli.progress.Progress "
+                                   f"or the kind to SILENT_KINDS")
             log.debug("progress: event %r not printed (unknown kind)", kind)
-        elif handler is not None and not self.quiet:
+            return
+        if self.strict:
+            check_fields(kind, data)
+        handler = getattr(self, f"on_{kind}", None)
+        if handler is not None and not self.quiet:
             handler(**data)
 
     @staticmethod
@@ -211,5 +229,28 @@ class Progress:
             self.bar.close()
 
 
+def check_fields(kind: str, data: dict) -> None:
+    """Raise `WrongEventFields` unless `data`'s keys are exactly the fields of `EVENTS[kind]`."""
+    expected = set(field_names(EVENTS[kind]))
+    missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
+    if missing or extra:
+        raise WrongEventFields(f"the event {kind!r} carries the wrong fields: "
+                               + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
+                                           (("missing", missing), ("unexpected", extra)) if keys)
+                               + f" (its fields: tabcoder.events.{EVENTS[kind].__name__})")
+
+
 HANDLED_KINDS = frozenset(name.removeprefix("on_") for name in dir(Progress) if name.startswith("on_"))
-KNOWN_KINDS = HANDLED_KINDS | SILENT_KINDS
+KNOWN_KINDS = frozenset(EVENTS)
+
+
+def kind_problems() -> list[str]:
+    """What is out of step between `EVENTS` and the printer: kinds neither handled nor silent, `on_<kind>`
+    methods or silent kinds without an event. Empty when all is well."""
+    problems = [f"{kind}: neither an on_{kind} method nor in SILENT_KINDS"
+                for kind in sorted(KNOWN_KINDS - HANDLED_KINDS - SILENT_KINDS)]
+    problems += [f"on_{kind}: no such event in tabcoder.events.EVENTS" for kind in sorted(HANDLED_KINDS - KNOWN_KINDS)]
+    problems += [f"{kind} (SILENT_KINDS): no such event in tabcoder.events.EVENTS"
+                 for kind in sorted(SILENT_KINDS - KNOWN_KINDS)]
+    problems += [f"{kind}: both handled and in SILENT_KINDS" for kind in sorted(HANDLED_KINDS & SILENT_KINDS)]
+    return problems

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tabcoder.errors import ConfigError
+from tabcoder.events import Eval, Step, TrainEnd, TrainStart, emit_event, event_data
 from tabcoder.sft.checkpoints import check_out, latest_checkpoint, save_checkpoint, truncate_log
 from tabcoder.sft.data import read_examples
 from tabcoder.sft.encoding import Encoded, batches, collate, data_files, encode, encode_all
@@ -195,12 +196,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
         torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))  # dropout continues as it was
         truncate_log(out / "train_log.jsonl", state["step"])
     pad_id = tokenizer.pad_token_id
-    say("train_start", {"out": out, "base": base, "device": device, "examples": len(train_items),
-                        "too_long": too_long, "eval_examples": len(eval_items), "steps": total_steps,
-                        "resumed_at": state["step"], "trainable": sum(p.numel() for p in params)})
+    emit_event(say, TrainStart(out=out, base=base, device=device, examples=len(train_items), too_long=too_long,
+                               eval_examples=len(eval_items), steps=total_steps, resumed_at=state["step"],
+                               trainable=sum(p.numel() for p in params)))
     if checkpoint is None and eval_items:
         state["eval_loss_before"] = evaluate(model, eval_items, pad_id, device)
-        say("eval", {"when": "before", "loss": state["eval_loss_before"]})
+        emit_event(say, Eval(when="before", loss=state["eval_loss_before"]))
 
     t_train = time.perf_counter()
     first_step = state["step"]
@@ -218,20 +219,21 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            record = {"step": step + 1, "loss": total_loss / learned, "lr": scheduler.get_last_lr()[0],
-                      "grad_norm": grad_norm, "tokens": sum(len(i.input_ids) for b in micro for i in b),
-                      "learned_tokens": learned, "seconds": time.perf_counter() - t0}
+            done = Step(step=step + 1, loss=total_loss / learned, lr=scheduler.get_last_lr()[0],
+                        grad_norm=grad_norm, tokens=sum(len(i.input_ids) for b in micro for i in b),
+                        learned_tokens=learned, seconds=time.perf_counter() - t0, total=total_steps)
+            record = {name: value for name, value in event_data(done).items() if name != "total"}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             state["step"] = step + 1
-            say("step", {**record, "total": total_steps})
+            emit_event(say, done)
             if (step + 1) % config.save_every == 0 or step + 1 == total_steps:
                 save_checkpoint(out, model, optimizer, scheduler, state)
     train_seconds = time.perf_counter() - t_train
 
     eval_after = evaluate(model, eval_items, pad_id, device) if eval_items else None
     if eval_items:
-        say("eval", {"when": "after", "loss": eval_after})
+        emit_event(say, Eval(when="after", loss=eval_after))
     adapter_dir = out / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
     model.save_pretrained(adapter_dir)
@@ -251,7 +253,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Progress | Non
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_loss(steps_log, summary, out / "loss.png")
-    say("train_end", {"summary": summary, "adapter_dir": adapter_dir})
+    emit_event(say, TrainEnd(summary=summary, adapter_dir=adapter_dir))
     return TrainResult(out, adapter_dir, summary)
 
 

@@ -23,6 +23,7 @@ from typing import cast
 from tabcoder.backends import Backend, Completion, GenerationSettings
 from tabcoder.budget import Budget
 from tabcoder.evaluation import Evaluation, EvaluationPool
+from tabcoder.events import AttemptEnd, AttemptStart, Llm, LlmDone, LlmStart, Reflection, emit_event
 from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.prompting import Messages, PromptBuilder, approach_label, extract_code, normalise_code
 
@@ -55,18 +56,18 @@ class ModelCaller:
         self.calls_made += 1
         seed = None if base.seed is None else base.seed + self.calls_made
         settings = replace(base, max_tokens=max_tokens, seed=seed)
-        self.on_event("llm_start", {"purpose": purpose, "about": about,
-                                    "timeout": getattr(self.backend, "timeout", None)})
+        emit_event(self.on_event, LlmStart(purpose=purpose, about=about,
+                                           timeout=getattr(self.backend, "timeout", None)))
         try:
             completion = self.backend.complete(messages, settings=settings)
         finally:
-            self.on_event("llm_done", {"purpose": purpose})
+            emit_event(self.on_event, LlmDone(purpose=purpose))
         calls.append(LLMCall(purpose=purpose, about=about, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens, seconds=completion.seconds,
                              prompt_seconds=completion.prompt_seconds,
                              cached_prompt_tokens=completion.cached_prompt_tokens,
                              finish_reason=completion.finish_reason))
-        self.on_event("llm", {"purpose": purpose, "completion": completion})
+        emit_event(self.on_event, Llm(purpose=purpose, completion=completion))
         return completion
 
 
@@ -227,7 +228,7 @@ class AttemptQueue:
             attempt.feedback = self.describe(evaluation, self.journal)
         attempt.finished_at = self.elapsed()
         self.journal.append(attempt)
-        self.on_event("attempt_end", {"attempt": attempt, "best": self.journal.best()})
+        emit_event(self.on_event, AttemptEnd(attempt=attempt, best=self.journal.best()))
 
 
 # --------------------------------------------------------------------------- the strategy base
@@ -283,7 +284,7 @@ class SearchStrategy:
     def _write(self, index: int, parent: int | None, kind: str, messages: Messages, calls: list[LLMCall],
                *, started: float, idea: str | None = None, round: int | None = None) -> Attempt:
         """Ask the model for a script and wrap its reply in a (not yet evaluated) attempt."""
-        self.on_event("attempt_start", {"index": index, "kind": kind, "parent": parent})
+        emit_event(self.on_event, AttemptStart(index=index, kind=kind, parent=parent))
         completion = self._caller.complete(messages, max_tokens=self.generation.get("max_tokens", 1536),
                                            purpose="code", about=index, calls=calls)
         task = self.builder.task
@@ -299,5 +300,5 @@ class SearchStrategy:
                                                about=base.index, calls=calls)
             base.reflection = completion.text.strip()
             journal.update(base)
-            self.on_event("reflection", {"index": base.index, "text": base.reflection})
+            emit_event(self.on_event, Reflection(index=base.index, text=base.reflection))
         return base.reflection

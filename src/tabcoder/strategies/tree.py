@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
+from tabcoder.events import RoundStart, emit_event
 from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.prompting import Approach, Messages, approach_label
 from tabcoder.strategies.common import SearchStrategy, first_change, outcome, shown_code, summarise
@@ -72,7 +73,7 @@ class TreeSearch(SearchStrategy):
         memory = self.builder.memory(summarise(view.attempts, self.memory_size, name="node"),
                                      None if best is None else f"node {best.index}, {best.score_value}")
         actions = self.policy.plan(view, self.breadth)
-        self.on_event("round_start", {"round": number, "actions": [(a.kind, a.parent) for a in actions]})
+        emit_event(self.on_event, RoundStart(round=number, actions=[(a.kind, a.parent) for a in actions]))
         return _Round(number, view, memory, actions)
 
     def _round(self, journal: Journal, state: _Round) -> str | None:
