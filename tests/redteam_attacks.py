@@ -847,6 +847,23 @@ def check_disk(o: Outcome) -> list[str]:
             f"(killed_by {o.result.killed_by}, exit {o.result.exit_code}; {on_disk:.0f} MB left on disk)"]
 
 
+def fill_script(folder: str, megabytes: int) -> str:
+    """An attack that writes `megabytes` MiB, one at a time, into one file of `folder`, and reports how far it got."""
+    return f"""
+        chunk = b"\\1" * (1 << 20)
+        written = 0
+        try:
+            with open("{folder}/" + V["tag"] + "-fill", "wb") as handle:
+                for i in range({megabytes}):
+                    handle.write(chunk)
+                    handle.flush()
+                    written += 1
+            report(complete=True, written_mb=written)
+        except OSError as exc:
+            report(complete=False, written_mb=written, errno=exc.errno, error=repr(exc))
+    """
+
+
 def check_fill(where: str, cap_key: str) -> Callable[[Outcome], list[str]]:
     def check(o: Outcome) -> list[str]:
         cap = o.attack.limits[cap_key]
@@ -1584,32 +1601,10 @@ RESOURCES = [
         except OSError as exc:
             report(held_mb=held, complete=False, error=repr(exc))
     """, check=check_unlinked, limits={"disk_mb": 128}, timeout=30),
-    Attack("res_tmp_fill", "resources", """
-        chunk = b"\\1" * (1 << 20)
-        written = 0
-        try:
-            with open("/tmp/" + V["tag"] + "-fill", "wb") as handle:
-                for i in range(200):
-                    handle.write(chunk)
-                    handle.flush()
-                    written += 1
-            report(complete=True, written_mb=written)
-        except OSError as exc:
-            report(complete=False, written_mb=written, errno=exc.errno, error=repr(exc))
-    """, check=check_fill("/tmp", "tmp_mb"), limits={"tmp_mb": 64}),
-    Attack("res_dev_shm_fill", "resources", """
-        chunk = b"\\1" * (1 << 20)
-        written = 0
-        try:
-            with open("/dev/shm/" + V["tag"] + "-fill", "wb") as handle:
-                for i in range(768):
-                    handle.write(chunk)
-                    handle.flush()
-                    written += 1
-            report(complete=True, written_mb=written)
-        except OSError as exc:
-            report(complete=False, written_mb=written, errno=exc.errno, error=repr(exc))
-    """, check=check_fill("/dev/shm", "tmp_mb"), limits={"tmp_mb": 64, "memory_mb": 512}),
+    Attack("res_tmp_fill", "resources", fill_script("/tmp", 200), check=check_fill("/tmp", "tmp_mb"),
+           limits={"tmp_mb": 64}),
+    Attack("res_dev_shm_fill", "resources", fill_script("/dev/shm", 768), check=check_fill("/dev/shm", "tmp_mb"),
+           limits={"tmp_mb": 64, "memory_mb": 512}),
     Attack("res_memfd_hoard", "resources", """
         import time
         chunk = b"\\1" * (16 << 20)

@@ -286,17 +286,12 @@ def honest_run(tmp_path_factory):
     return base, scores
 
 
-def test_e2e_script_cannot_forge_from_the_run_folder(honest_run):
+@pytest.mark.parametrize("name, code", [("forge-run-folder", FORGE_FROM_RUN_FOLDER),
+                                        ("forge-siblings", FORGE_FROM_SIBLINGS)])
+def test_e2e_script_cannot_forge_its_score(honest_run, name, code):
+    """From the run folder above its workspace, or from the sibling fold workspaces."""
     base, honest = honest_run
-    meta = _cli_run(base, "forge-run-folder", FORGE_FROM_RUN_FOLDER)
-    assert _scores(meta) == honest, "scores differ from the honest run's: the script found labels"
-    lines = _forgery_lines(meta)
-    assert lines and all("FORGERY: 0 labels" in line for line in lines), lines
-
-
-def test_e2e_script_cannot_forge_from_sibling_folds(honest_run):
-    base, honest = honest_run
-    meta = _cli_run(base, "forge-siblings", FORGE_FROM_SIBLINGS)
+    meta = _cli_run(base, name, code)
     assert _scores(meta) == honest, "scores differ from the honest run's: the script found labels"
     lines = _forgery_lines(meta)
     assert lines and all("FORGERY: 0 labels" in line for line in lines), lines

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import stat
 import tempfile
@@ -138,9 +139,10 @@ def folder_bytes(folder: Path) -> int:
     return sum(info.st_blocks * 512 for _path, info in walk(folder) if not stat.S_ISDIR(info.st_mode))
 
 
+@functools.cache
 def set_non_dumpable() -> None:
     """Make this (the harness) process non-dumpable: no core file, and its /proc files (environ, mem) are
-    root's, not readable by a process of the same uid."""
+    root's, not readable by a process of the same uid. Once per process: the flag stays set."""
     try:
         import ctypes
 

@@ -186,12 +186,8 @@ class LocalSandbox(Sandbox):
                            "nproc": self.pids},
             }
             if chosen.kind == "landlock":
-                config["landlock"] = {"read_only": [*walls.SYSTEM_DIRS, *walls.SYSTEM_FILES, "/etc/passwd",
-                                                    "/etc/group", "/dev/urandom", "/dev/random", "/dev/zero",
-                                                    *walls.interpreter_layout(self.python).paths,
-                                                    str(walls.PACKAGE_DIR)],
-                                      "read_write": [str(workdir), "/dev/null", "/dev/shm"]}
-                config["seccomp"] = (walls.confine.seccomp_program() or b"").hex() if not self.allow_network else ""
+                config["landlock"] = walls.landlock_rules(self.python, workdir)
+                config["seccomp"] = "" if self.allow_network else (walls.confine.seccomp_program() or b"").hex()
             logger.debug("sandbox: running %s in %s (timeout %.1fs, wall %s)", script.name, workdir, timeout,
                          chosen.kind)
             started = time.monotonic()

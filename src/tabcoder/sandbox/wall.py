@@ -271,6 +271,14 @@ def bwrap_command(bwrap: str, layout: Layout, *, binds: Binds, workdir: str, tmp
     return [*command, "--"]
 
 
+def landlock_rules(python: str, workdir: Path) -> dict[str, list[str]]:
+    """What the "landlock" wall lets the bootstrap read (the system folders, the interpreter's, tabcoder's
+    package, a few devices) and write (the workspace, /dev/null, the host's /dev/shm that joblib needs)."""
+    read_only = [*SYSTEM_DIRS, *SYSTEM_FILES, "/etc/passwd", "/etc/group", "/dev/urandom", "/dev/random",
+                 "/dev/zero", *interpreter_layout(python).paths, str(PACKAGE_DIR)]
+    return {"read_only": read_only, "read_write": [str(workdir), "/dev/null", "/dev/shm"]}
+
+
 def _parents(path: str, made: set[str]) -> list[str]:
     """`--dir` operations for the folders above `path` in the view, world-traversable (bwrap would make them
     0700, which the attempt's uid could not enter); each folder once."""
