@@ -29,7 +29,7 @@ SHARED_TASKS = SHARED / "tasks"
 
 
 def good_script(task_dir: Path = WINE) -> str:
-    """A correct solution for any task: the minimal example the prompt shows the model."""
+    """A correct solution for any task: the baseline script the prompt shows the model."""
     task = load_task(task_dir)
     split = make_split(task)
     return PromptBuilder(task, profile_task(task, split.fit, split.valid), timeout=60).example()
@@ -45,13 +45,14 @@ DIAGNOSIS = "The target column name is misspelled; use 'cultivar'."
 
 
 def variant(n: int, broken: bool = False, sleep: float = 0.0, same_score: bool = False) -> str:
-    """A distinct correct script (n sets the forest size, or with `same_score` only a constant), or one that
-    fails with a KeyError."""
+    """A distinct correct script (n sets the boosting iterations, or with `same_score` only a constant), or one
+    that fails with a KeyError."""
     code = good_script()
     if same_score:
         code = code.replace("import pandas as pd", f"import pandas as pd\nVARIANT = {n}", 1)
     else:
-        code = code.replace("n_estimators=200", f"n_estimators={10 + n}")
+        code = code.replace("categorical_features=categorical, random_state=0)",
+                            f"categorical_features=categorical, max_iter={10 + n}, random_state=0)")
     if sleep:
         code = code.replace("import pandas as pd", f"import time\ntime.sleep({sleep})\nimport pandas as pd", 1)
     if broken:

@@ -19,10 +19,10 @@ def test_caafe_stage_feeds_the_solution_and_ships_in_best_solution(tmp_path):
     # the script the model writes calls add_features without defining it, as the "usage" prompt asks
     script = PromptBuilder(task, profile_task(task, split.fit, split.valid), timeout=60,
                            uses_features=True).example()
-    assert "add_features(train[raw])" in script and "def add_features" not in script
+    assert "add_features(train.drop(" in script and "def add_features" not in script
     backend = ScriptedBackend([RATIO, fence(script)])
     result = run(task, backend=backend,
-                 config=RunConfig(out_dir=tmp_path / "runs", iterations=1, timeout=60, caafe=1,
+                 config=RunConfig(baseline=False, out_dir=tmp_path / "runs", iterations=1, timeout=60, caafe=1,
                                   confirm_folds=0))
     kept = json.loads((result.run_dir / "caafe" / "caafe.json").read_text())
     assert [p["kept"] for p in kept["proposals"]] == [True]
@@ -41,9 +41,10 @@ def test_no_caafe_by_default(tmp_path):
     split = make_split(task)
     script = PromptBuilder(task, profile_task(task, split.fit, split.valid), timeout=60).example()
     backend = ScriptedBackend([fence(script)])
-    result = run(task, backend=backend, config=RunConfig(out_dir=tmp_path / "runs", iterations=1, timeout=60))
+    result = run(task, backend=backend, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", iterations=1, timeout=60))
     assert not (result.run_dir / "caafe").exists()
-    assert "add_features" not in backend.history[0][1]["content"]
+    assert "Engineered features (CAAFE)" not in backend.history[0][1]["content"]
+    assert "def add_features(df):" in backend.history[0][1]["content"], "the baseline defines its own, empty"
 
 
 def test_a_caafe_stage_the_model_cut_short_is_resumed_from_run_json(tmp_path):
@@ -56,7 +57,7 @@ def test_a_caafe_stage_the_model_cut_short_is_resumed_from_run_json(tmp_path):
                            uses_features=True).example()
     down = [LLMError("the server went away")] * 3  # CAAFE retries a failed call twice
     first = run(task.source, backend=ScriptedBackend(down),
-                config=RunConfig(out_dir=tmp_path / "runs", iterations=1, timeout=60, caafe=1, confirm_folds=0))
+                config=RunConfig(baseline=False, out_dir=tmp_path / "runs", iterations=1, timeout=60, caafe=1, confirm_folds=0))
     # the stage ran after run.json was written: the run folder is a run that resume can continue
     assert first.cut_short and "the server went away" in first.cut_short and first.exit_code == 3
     assert first.attempts == 0 and not (first.run_dir / "caafe" / "caafe.json").exists()

@@ -13,7 +13,7 @@ from support import WINE, WINE_ANSWERS, good_script, replay_file, tabcoder
 
 def test_run_with_replay_backend_prints_progress_and_result(tmp_path):
     replay = replay_file(tmp_path, fence(good_script()))
-    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--iterations", "1", "--out", tmp_path / "runs",
+    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "1", "--out", tmp_path / "runs",
                     "--answers", WINE_ANSWERS)
     assert done.returncode == 0, done.stderr
     assert "attempt 1: draft" in done.stderr and "valid, accuracy" in done.stderr
@@ -25,7 +25,7 @@ def test_run_with_replay_backend_prints_progress_and_result(tmp_path):
 
 def test_json_output(tmp_path):
     replay = replay_file(tmp_path, fence(good_script()))
-    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--iterations", "1", "--out", tmp_path, "--json", "-q")
+    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "1", "--out", tmp_path, "--json", "-q")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["final_valid"] is True and summary["metric"] == "accuracy"
@@ -34,7 +34,7 @@ def test_json_output(tmp_path):
 
 def test_no_valid_submission_exits_1(tmp_path):
     replay = replay_file(tmp_path, fence("import sys\nsys.exit(1)\n"))
-    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--iterations", "1", "--out", tmp_path)
+    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "1", "--out", tmp_path)
     assert done.returncode == 1
     assert "no valid final submission" in done.stdout
 

@@ -50,7 +50,7 @@ def test_strict_refuses_without_bubblewrap(fresh_walls, monkeypatch):
 
 def test_cli_strict_refuses_before_anything_is_made(tmp_path):
     replay = replay_file(tmp_path, fence(good_script()))
-    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--iterations", "1", "--isolation", "strict",
+    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "1", "--isolation", "strict",
                     "--out", tmp_path / "runs", env={"TABCODER_BWRAP": "/nonexistent/bwrap"})
     assert done.returncode == 2, done.stderr
     assert "--isolation strict needs the bubblewrap wall" in done.stderr and "Traceback" not in done.stderr
@@ -60,7 +60,7 @@ def test_cli_strict_refuses_before_anything_is_made(tmp_path):
 @pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")
 def test_the_isolation_obtained_is_the_first_progress_line_and_in_run_json(tmp_path):
     replay = replay_file(tmp_path, fence(good_script()))
-    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--iterations", "1", "--isolation", "strict",
+    done = tabcoder("run", WINE, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "1", "--isolation", "strict",
                     "--confirm-folds", "0", "--out", tmp_path / "runs")
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -272,7 +272,7 @@ def start_slow_run(tmp_path: Path, *args: object) -> subprocess.Popen:
     """A tree search of 3 drafts (evaluated two at a time), from a replay file with exactly 3 answers."""
     replay = write_replay(tmp_path / "answers.jsonl",
                           (fence(slow_script(n, SLEEP)) for n in range(1, FINAL_ATTEMPTS + 1)))
-    return start(tmp_path, "--model", f"replay:{replay}", "--strategy", "tree", "--drafts", FINAL_ATTEMPTS,
+    return start(tmp_path, "--model", f"replay:{replay}", "--no-baseline", "--strategy", "tree", "--drafts", FINAL_ATTEMPTS,
                  "--iterations", FINAL_ATTEMPTS, "--workers", 2, *args)
 
 

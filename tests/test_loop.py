@@ -23,7 +23,7 @@ def run_scripted(tmp_path: Path, responses: list[str], **options):
     backend = ScriptedBackend([fence(r) if r.startswith("import") else r for r in responses])
     options.setdefault("iterations", len([r for r in responses if r.startswith("import")]) or 1)
     options.setdefault("timeout", 60)
-    result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", **options), backend=backend)
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", **options), backend=backend)
     return result, backend
 
 
@@ -102,7 +102,7 @@ def test_token_budget_stops_the_loop(tmp_path):
 def test_time_budget_stops_the_loop(tmp_path):
     ticks = iter(range(0, 10_000, 50))
     backend = ScriptedBackend([fence(good_script())] * 3 + [REFLECTION] * 3)
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=3, time_budget=60, timeout=60),
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=3, time_budget=60, timeout=60),
                  backend=backend, clock=lambda: next(ticks))
     assert result.attempts == 1 and "time budget" in result.stop_reason
     assert result.final_valid
@@ -165,7 +165,7 @@ def test_description_can_be_left_out(tmp_path):
 def test_a_repeated_script_is_not_run_again_and_the_next_idea_is_asked_for(tmp_path):
     script = good_script()
     commented = script.replace("import pandas as pd", "import pandas as pd  # same code, new comment")
-    better = script.replace("n_estimators=200", "n_estimators=50")
+    better = script.replace("random_state=0)", "max_iter=50, random_state=0)")
     result, backend = run_scripted(tmp_path, [script, REFLECTION, commented, better], iterations=3)
     records = journal_records(result.run_dir)
     assert records[1]["duplicate_of"] == 1 and not (result.run_dir / "attempts" / "002").exists()
@@ -188,7 +188,7 @@ def test_every_call_gets_its_own_seed(tmp_path):
 def test_a_journal_replays_into_the_same_run(tmp_path):
     broken = good_script().replace("TARGET = 'cultivar'", "TARGET = 'cultivarr'", 1)
     first, _ = run_scripted(tmp_path, [broken, REFLECTION, good_script()])
-    replayed = run(WINE, config=RunConfig(out_dir=tmp_path / "again", iterations=2, timeout=60,
+    replayed = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "again", iterations=2, timeout=60,
                                           model=f"replay:{first.run_dir / 'journal.jsonl'}"))
     a, b = journal_records(first.run_dir), journal_records(replayed.run_dir)
     assert [(r["code"], r["valid"], r["score"], r["reflection"]) for r in a] == \

@@ -45,8 +45,8 @@ def test_parallel_evaluation_records_the_same_content_as_a_serial_run(tmp_path):
     replay = replay_file(tmp_path)
     options = dict(strategy="tree", iterations=7, timeout=60, confirm_folds=2, confirm_top=2, seed=7,
                    model=f"replay:{replay}")
-    serial = run(WINE, config=RunConfig(out_dir=tmp_path / "serial", workers=1, **options))
-    parallel = run(WINE, config=RunConfig(out_dir=tmp_path / "parallel", workers=3, **options))
+    serial = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "serial", workers=1, **options))
+    parallel = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "parallel", workers=3, **options))
 
     reference = content(serial.run_dir)
     assert [r["kind"] for r in reference] == ["draft", "draft", "draft", "repair", "improve", "improve", "improve"]

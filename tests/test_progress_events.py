@@ -91,7 +91,7 @@ def test_a_run_emits_events_whose_data_are_their_dataclasses_fields(tmp_path):
         events.append((kind, data))
         printer(kind, data)
 
-    result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", model=f"replay:{replay}", iterations=2,
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", model=f"replay:{replay}", iterations=2,
                                         timeout=60), on_event=record)
     kinds = [kind for kind, _ in events]
     assert {"run_start", "attempt_start", "llm_start", "llm_done", "llm", "attempt_end", "final_start",

@@ -22,7 +22,7 @@ def tree_run(tmp_path_factory):
     """A small tree run: a failed draft that is repaired, improvements, a confirmed choice."""
     out = tmp_path_factory.mktemp("report")
     responder = Responder(broken=(2,))
-    config = RunConfig(out_dir=out, strategy="tree", iterations=6, timeout=60, confirm_folds=2, confirm_top=2,
+    config = RunConfig(baseline=False, out_dir=out, strategy="tree", iterations=6, timeout=60, confirm_folds=2, confirm_top=2,
                        answers=WINE_ANSWERS)
     return run(WINE, config=config, backend=responder.backend())
 

@@ -39,7 +39,7 @@ def replay_file(tmp_path: Path, strategy: str, seconds: float = 2.0) -> Path:
 
 def start_run(tmp_path: Path, strategy: str) -> subprocess.Popen:
     replay = replay_file(tmp_path, strategy)
-    command = [sys.executable, "-m", "tabcoder.cli", "run", str(WINE), "--model", f"replay:{replay}",
+    command = [sys.executable, "-m", "tabcoder.cli", "run", str(WINE), "--model", f"replay:{replay}", "--no-baseline",
                "--strategy", strategy, "--iterations", str(ATTEMPTS), "--timeout", "60", "--workers", "2",
                "--confirm-folds", "0", "--out", str(tmp_path / "runs"), "-q"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -120,7 +120,7 @@ def test_a_finished_run_can_be_extended_and_seeds_continue(tmp_path):
     script = good_script()
     answers = [fence(script.replace("200", str(n))) for n in (101, 102, 103, 104)]
     first_backend = ScriptedBackend(answers[:2] + ["reflection 1"])
-    first = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=2, timeout=60, seed=5, confirm_folds=0),
+    first = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=2, timeout=60, seed=5, confirm_folds=0),
                 backend=first_backend)
     # the first run made 3 calls (code, reflection, code): the resumed one goes on with seeds 5+4, 5+5, ...
     backend = ScriptedBackend(["reflection 2", answers[2], "reflection 3", answers[3]])
@@ -133,7 +133,7 @@ def test_a_finished_run_can_be_extended_and_seeds_continue(tmp_path):
 
 
 def test_resume_refuses_options_that_define_the_run_and_folders_that_are_not_runs(tmp_path):
-    first = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60),
+    first = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=1, timeout=60),
                 backend=ScriptedBackend([fence(good_script())]))
     with pytest.raises(ConfigError, match="seed"):
         resume(first.run_dir, backend=ScriptedBackend([]), seed=3)
@@ -142,7 +142,7 @@ def test_resume_refuses_options_that_define_the_run_and_folders_that_are_not_run
 
 
 def test_a_truncated_last_line_is_cut_off_before_the_journal_grows(tmp_path):
-    first = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60),
+    first = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=1, timeout=60),
                 backend=ScriptedBackend([fence(good_script())]))
     path = first.run_dir / "journal.jsonl"
     whole = path.read_bytes()

@@ -38,7 +38,7 @@ def test_without_example_gives_the_no_example_prompt_of_every_call(style: str) -
     }
     for name, call in calls.items():
         with_example = call(shown)
-        assert "A minimal correct script" in str(with_example), name
+        assert "A correct baseline script" in str(with_example), name
         assert without_example(with_example) == call(hidden), name
         assert without_example(call(hidden)) is None, name
 
@@ -46,7 +46,7 @@ def test_without_example_gives_the_no_example_prompt_of_every_call(style: str) -
 def test_distill_adds_no_example_copies_of_real_run_prompts(tmp_path: Path) -> None:
     shown, hidden = _builders("chat")
     script = shown.example()
-    result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", iterations=1, timeout=60),
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", iterations=1, timeout=60),
                  backend=ScriptedBackend([fence(script)]))
     assert result.valid_attempts == 1
     plain = distill([tmp_path / "runs"])

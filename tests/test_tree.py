@@ -31,7 +31,7 @@ def run_tree(tmp_path: Path, responder: Responder, **options):
     options.setdefault("timeout", 60)
     options.setdefault("confirm_folds", 0)
     backend = responder.backend()
-    result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", strategy="tree", **options), backend=backend)
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", strategy="tree", **options), backend=backend)
     return result, backend
 
 
@@ -166,8 +166,8 @@ def test_improvements_make_one_untried_change_each(tmp_path):
     assert len(improvements) == 4
     by_parent: dict[int, list[str]] = {}
     for r in improvements:
-        assert r["idea"], "each improvement names its change"
-        by_parent.setdefault(r["parent"], []).append(r["idea"])
+        assert r["idea"] or r["idea_source"] == "model", "each improvement names its change, or is the model's choice"
+        by_parent.setdefault(r["parent"], []).append(r["idea"] or f"own choice {r['index']}")
     for ideas in by_parent.values():
         assert len(set(ideas)) == len(ideas), "siblings try different changes"
     improve_asks = [a for a in asks(backend) if "Change to make now" in a]
@@ -176,13 +176,15 @@ def test_improvements_make_one_untried_change_each(tmp_path):
 
 
 def test_once_the_ideas_are_used_up_the_model_chooses_and_is_told_what_was_tried(tmp_path):
-    # one draft, so every improvement is of node 1 (4 listed ideas, then 2 of the model's own choice)
+    # one draft, so every improvement is of node 1: the 3 listed ideas that apply (the script already uses
+    # gradient boosting), then the model's own choices, 6 improvements in all
     result, backend = run_tree(tmp_path, Responder(same_score=True), iterations=8, drafts=1, breadth=1)
     records = journal_records(result.run_dir)
     assert [r["parent"] for r in records[1:]] == [1, 1, 1, 1, 1, 1, 2], "node 1 is exhausted after 6 improvements"
     free = [a for a in asks(backend) if "of your own choice" in a]
-    assert len(free) == 2 and "not to repeat" in free[0]
-    for record in records[1:5]:
+    assert len(free) == 3 and "not to repeat" in free[0]
+    assert [r["idea_source"] for r in records[1:7]] == ["harness"] * 3 + ["model"] * 3
+    for record in records[1:4]:
         assert record["idea"][:60] in free[0]
 
 

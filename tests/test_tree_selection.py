@@ -31,7 +31,7 @@ def lucky_script() -> str:
 
 def run_pair(tmp_path, **options):
     backend = ScriptedBackend([fence(variant(0)), fence(lucky_script())])
-    config = RunConfig(out_dir=tmp_path / "runs", strategy="tree", drafts=2, iterations=2, timeout=60,
+    config = RunConfig(baseline=False, out_dir=tmp_path / "runs", strategy="tree", drafts=2, iterations=2, timeout=60,
                        answers=WINE_ANSWERS, **options)
     return run(WINE, config=config, backend=backend)
 
@@ -63,7 +63,7 @@ def test_without_confirmation_the_lucky_split_wins_and_the_gap_shows_it(tmp_path
 def test_a_time_budget_ends_the_run_on_time_with_a_refit_solution(tmp_path):
     budget = 30.0
     backend = Responder(sleep=1.0).backend()
-    config = RunConfig(out_dir=tmp_path / "runs", strategy="tree", iterations=100, time_budget=budget, timeout=60)
+    config = RunConfig(baseline=False, out_dir=tmp_path / "runs", strategy="tree", iterations=100, time_budget=budget, timeout=60)
     result = run(WINE, config=config, backend=backend)
     assert "time budget" in result.stop_reason
     assert result.final_valid and (result.run_dir / "best" / "solution.py").is_file()

@@ -16,6 +16,8 @@ ISOLATIONS = ("auto", "strict", "reduced")
 PROMPT_STYLES = ("chat", "single")
 CAAFE_PROMPTS = ("none", "example", "usage")  # the solution-prompt variants of tabcoder.caafe
 STRATEGIES = ("reflexion", "tree")
+#: How improvement and repair steps ask the model for a change (see tabcoder.edits).
+EDIT_FORMATS = ("search-replace", "functions", "whole")
 POLICY_NAMES = ("greedy", "ucb")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
@@ -53,6 +55,8 @@ class RunConfig:
     prompt_style: str = "chat"
     use_description: bool = True
     show_example: bool = True
+    baseline: bool = True  # run the harness's baseline script as attempt 0 (no model call)
+    edit_format: str = "search-replace"  # what an improvement or repair step asks for
     caafe: int = 0  # CAAFE feature proposals before code generation (0: no CAAFE stage)
     caafe_prompt: str = "usage"  # how the solution prompt presents them: none | example | usage
     # tree search (strategy "tree") and parallel evaluation
@@ -113,6 +117,8 @@ class RunConfig:
             (self.disk_mb >= 16, f"--disk-mb must be at least 16 (got {self.disk_mb})."),
             (self.isolation in ISOLATIONS, f"--isolation must be one of {', '.join(ISOLATIONS)} (got {self.isolation!r})."),
             (self.prompt_style in PROMPT_STYLES, f"--prompt-style must be one of {', '.join(PROMPT_STYLES)} (got {self.prompt_style!r})."),
+            (self.edit_format in EDIT_FORMATS,
+             f"--edit-format must be one of {', '.join(EDIT_FORMATS)} (got {self.edit_format!r})."),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})."),
             (self.drafts >= 1, f"--drafts must be at least 1 (got {self.drafts})."),
             (self.debug_depth >= 0, f"--debug-depth must be at least 0 (got {self.debug_depth})."),

@@ -43,8 +43,9 @@ class LLMCall:
 class Status:
     """What became of an attempt. `kind`: pending | valid | nocode (no code block) | repeat (the script of an
     earlier attempt, not run) | timeout | error (the script failed) | invalid (ran, but the submission did not
-    pass the checks). `detail`: the score (valid), the earlier attempt's index (repeat), the error's last
-    line (error), the first problem (invalid)."""
+    pass the checks) | edit (the reply's edit did not apply to the parent's script). `detail`: the score
+    (valid), the earlier attempt's index (repeat), the error's last line (error), the first problem
+    (invalid), the first line of why the edit did not apply (edit)."""
 
     kind: str
     detail: str = ""
@@ -60,7 +61,7 @@ class Attempt:
 
     index: int
     parent: int | None
-    kind: str  # "draft" | "repair" | "improve"
+    kind: str  # "baseline" (the harness's script, no model call) | "draft" | "repair" | "improve"
     messages: list[dict[str, str]]
     response: str
     code: str | None
@@ -80,6 +81,12 @@ class Attempt:
     feedback: str = ""
     reflection: str | None = None
     idea: str | None = None  # the approach a draft was asked for, or the single change an improvement made
+    idea_source: str | None = None  # who named the idea: "harness" (its fixed list) | "model" (its reflection)
+    edit_format: str | None = None  # what the reply was: "search-replace" | "functions" | "whole" | "none"
+    edit_error: str | None = None  # why the reply's edit did not apply to the parent's script (then code is None)
+    gain: float | None = None  # validation score minus the baseline's, signed so that positive is better
+    note: str | None = None  # what the harness changed for this step (after a repeated script, for example)
+    temperature: float | None = None  # the sampling temperature of the call that wrote the script
     duplicate_of: int | None = None  # set when the script repeats an earlier attempt (then it is not run)
     calls: list[LLMCall] = field(default_factory=list)
     started_at: float = 0.0  # seconds since the run started (a resumed run keeps counting)
@@ -101,6 +108,8 @@ class Attempt:
             return Status("pending")
         if self.valid:
             return Status("valid", str(self.score_value))
+        if self.edit_error is not None:
+            return Status("edit", self.edit_error.splitlines()[0][:120])
         if self.code is None:
             return Status("nocode")
         if self.duplicate_of is not None:
@@ -221,8 +230,13 @@ class Journal:
 
     @property
     def started(self) -> int:
-        """Attempts begun so far: complete plus pending."""
-        return len(self.attempts) + len(self.pending)
+        """Model attempts begun so far, complete plus pending (the harness's baseline is not one)."""
+        return sum(a.kind != "baseline" for a in self.attempts) + sum(a.kind != "baseline" for a in self.pending.values())
+
+    def baseline(self) -> Attempt | None:
+        """The harness's baseline attempt (index 0), when the run has one."""
+        found = self.get(0)
+        return found if found is not None and found.kind == "baseline" else None
 
     @property
     def next_index(self) -> int:

@@ -44,6 +44,8 @@ class DataProfile:
     columns: list[ColumnProfile]
     target_summary: str
     sample_rows: str
+    target_min: float | None = None  # regression: the smallest target value
+    target_skew: float | None = None  # regression: the target's sample skewness
 
     def table(self) -> str:
         """One line per feature column: name, dtype, kind, missing rate, distinct count, summary."""
@@ -136,10 +138,25 @@ def _profile_column(name: str, series: pd.Series) -> ColumnProfile:
         counts = series.value_counts(dropna=True)
         avg_len = series.dropna().astype(str).str.len().mean() if distinct else 0
         kind = "text" if distinct > 50 and avg_len > 30 else "categorical"
+        if kind == "categorical" and distinct > 1 and _looks_like_dates(series):
+            kind = "date"
         top = ", ".join(f"{_short(v)} ({n})" for v, n in counts.head(MAX_LISTED_LEVELS).items())
         more = f", … {distinct - MAX_LISTED_LEVELS} more" if distinct > MAX_LISTED_LEVELS else ""
         summary = f"values {top}{more}"
     return ColumnProfile(name, dtype, kind, missing, distinct, summary)
+
+
+_DATE_SHAPE = r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$"
+
+
+def _looks_like_dates(series: pd.Series, sample: int = 200) -> bool:
+    """True when (nearly) every one of up to `sample` non-missing values is a date such as 2021-03-04 or
+    04/03/2021 10:30 (numbers with separators, and pandas can read them)."""
+    values = series.dropna().astype(str)
+    values = values.sample(n=min(sample, len(values)), random_state=0) if len(values) else values
+    if values.empty or values.str.match(_DATE_SHAPE).mean() < 0.95:
+        return False
+    return bool(pd.to_datetime(values, errors="coerce", format="mixed").notna().mean() >= 0.95)
 
 
 def _target_summary(task: Task, y: pd.Series) -> str:
@@ -161,12 +178,19 @@ def profile_task(task: Task, train: pd.DataFrame, test: pd.DataFrame | None, *, 
     columns = [_profile_column(c, train[c]) for c in features]
     sample = train.sample(n=min(sample_rows, len(train)), random_state=seed)
     rows = sample_rows_text(sample)
+    target_min = target_skew = None
+    if task.task_type == "regression":
+        y = pd.to_numeric(train[task.target], errors="coerce").dropna()
+        if len(y) > 2:
+            target_min, target_skew = float(y.min()), float(y.skew())
     return DataProfile(
         n_train=len(train),
         n_test=0 if test is None else len(test),
         columns=columns,
         target_summary=_target_summary(task, train[task.target]),
         sample_rows=rows,
+        target_min=target_min,
+        target_skew=None if target_skew is None or pd.isna(target_skew) else target_skew,
     )
 
 

@@ -20,6 +20,7 @@ from importlib import resources
 
 import jinja2
 
+from tabcoder.baseline import BaselinePlan
 from tabcoder.profile import DataProfile, describe_submission, installed_packages
 from tabcoder.task import Task, description_for_prompt
 
@@ -124,20 +125,19 @@ DRAFT_APPROACHES: list[Approach] = [
     Approach("a random forest", "sklearn.ensemble",
              "RandomForest{kind}(n_estimators=300, min_samples_leaf=2, random_state=0)"),
     Approach("a linear model", "sklearn.linear_model", "{linear}",
-             "add sklearn.preprocessing.StandardScaler() after the numeric imputer"),
+             "it needs no missing values and scaled inputs: make_model returns sklearn.pipeline.make_pipeline("
+             "sklearn.impute.SimpleImputer(strategy=\"median\"), sklearn.preprocessing.StandardScaler(), the model)"),
     Approach("LightGBM", "lightgbm", "LGBM{kind}(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
              package="lightgbm"),
     Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTrees{kind}(n_estimators=300, random_state=0)"),
 ]
 LINEAR_MODELS = {"Classifier": "LogisticRegression(max_iter=2000)",
                  "Regressor": "RidgeCV(alphas=[0.1, 1.0, 10.0, 100.0])"}
-#: The model of the example script (prompts/example.py.j2), which a draft replaces.
-EXAMPLE_MODEL = "{estimator}(n_estimators=200, random_state=0)"
 #: The sentences that introduce the example script (task.j2) and ask a draft to start from it (draft.j2);
 #: `without_example` finds them to rewrite a prompt as a run without the example words it.
-EXAMPLE_INTRO = ("A minimal correct script, to start from and improve (for example with a stronger model, tuned "
-                 "settings or better features):")
-EXAMPLE_SWAP = "Start from the minimal correct script above:"
+EXAMPLE_INTRO = ("A correct baseline script, to start from and improve (for example with better features, tuned "
+                 "settings or another model):")
+EXAMPLE_SWAP = "Start from the baseline script above:"
 
 
 def approach_label(approach: str) -> str:
@@ -209,14 +209,32 @@ class PromptBuilder:
         return "label"
 
     def _example_estimator(self) -> str:
-        return "RandomForestRegressor" if self.task.task_type == "regression" else "RandomForestClassifier"
+        return self.plan.estimator(self.task).split("(", 1)[0]
+
+    def _example_model_call(self) -> str:
+        """The model the baseline's make_model returns (a draft's approach replaces it)."""
+        return self.plan.estimator(self.task).replace("random_state=0", "categorical_features=categorical, "
+                                                                        "random_state=0")
+
+    @property
+    def plan(self) -> BaselinePlan:
+        """What the data profile decides for the baseline script (`tabcoder.baseline`)."""
+        return BaselinePlan.from_profile(self.task, self.profile)
 
     def example(self) -> str:
+        """The baseline script: the example the prompt shows, and attempt 0 when the harness runs it."""
+        plan = self.plan
+        call = self._example_model_call()
         return self._render(
             "example.py.j2",
             estimator=self._example_estimator(),
+            model_call=call,
             target=repr(self.task.target),
             id_column=repr(self.task.id_column),
+            drop=repr(list(plan.drop)),
+            dates=repr(list(plan.dates)),
+            log_target=plan.log_target,
+            regression=self.task.task_type == "regression",
             positive_label=repr(_python_value(self.task.positive_label)),
             output=self._output_kind(),
             add_features=self.uses_features,
@@ -255,33 +273,35 @@ class PromptBuilder:
         return self._messages(self.task_text, code, ask)
 
     def revise(self, code: str, feedback: str, *, failed: bool, reflections: list[str],
-               history: list[str], idea: str | None = None) -> Messages:
+               history: list[str], idea: str | None = None, edit_format: str = "whole") -> Messages:
         """Ask for a new script given the previous one, its feedback, the reflections and the attempt history;
-        an improvement step names one `idea` to apply."""
+        an improvement step names one `idea` to apply. `edit_format`: what to reply with (tabcoder.edits)."""
         ask = self._render("revise.j2", feedback=feedback, failed=failed, reflections=reflections,
-                           history=history, idea=idea)
+                           history=history, idea=idea, edit_format=edit_format)
         return self._messages(self.task_text, code, ask)
 
     # -- the calls of a tree search ------------------------------------------------------------------
     def draft_with(self, approach: Approach, earlier: list[str]) -> Messages:
         """A draft asked for one modelling `approach` (as a swap of the example's model when the example is
         shown), told which approaches the `earlier` drafts use."""
-        replaced = EXAMPLE_MODEL.format(estimator=self._example_estimator()) if self.show_example else None
+        replaced = self._example_model_call() if self.show_example else None
         ask = self._render("draft.j2", approach=approach, replaced=replaced, earlier=list(earlier),
                            example_swap=EXAMPLE_SWAP)
         return self._messages(self.task_text, None, ask)
 
-    def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str) -> Messages:
+    def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str,
+              edit_format: str = "whole") -> Messages:
         """Ask for the smallest fix of a failed script."""
-        ask = self._render("debug.j2", feedback=feedback, reflection=reflection, memory=memory)
+        ask = self._render("debug.j2", feedback=feedback, reflection=reflection, memory=memory,
+                           edit_format=edit_format)
         return self._messages(self.task_text, code, ask)
 
     def improve(self, code: str, feedback: str, *, idea: str | None, memory: str,
-                tried: Sequence[str] = ()) -> Messages:
+                tried: Sequence[str] = (), edit_format: str = "whole") -> Messages:
         """Ask for one atomic change to a working script: `idea`, or without one a change of the model's
         own choice other than those `tried` on this script already."""
         ask = self._render("improve.j2", feedback=feedback, idea=idea, memory=memory, tried=list(tried),
-                           metric=self.task.metric_spec)
+                           metric=self.task.metric_spec, edit_format=edit_format)
         return self._messages(self.task_text, code, ask)
 
     def memory(self, lines: list[str], best: str | None) -> str:
@@ -336,6 +356,24 @@ def without_example(messages: Messages) -> Messages | None:
             content = stripped
         out.append({**message, "content": content})
     return out if changed else None
+
+
+_CHANGE_LINE = re.compile(r"^[\s*_>#-]*change[\s*_]*:[\s*_]*(.+?)[\s*_`]*$", re.IGNORECASE | re.MULTILINE)
+MAX_IDEA_CHARS = 300
+
+
+def proposed_change(reflection: str | None) -> str | None:
+    """The change a reflection names on its `Change:` line (the last one), or None."""
+    found = _CHANGE_LINE.findall(reflection or "")
+    if not found:
+        return None
+    text = found[-1].strip().strip("`\"'").strip()
+    return text[:MAX_IDEA_CHARS] if len(text) >= 8 else None
+
+
+def normalise_idea(text: str) -> str:
+    """An idea's words, lower case, without punctuation: two ideas equal under this ask for the same change."""
+    return " ".join(re.findall(r"[a-z0-9_]+", text.lower()))
 
 
 def _python_value(value: object) -> object:

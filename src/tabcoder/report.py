@@ -40,7 +40,7 @@ class Node:
     """One attempt as the report shows it."""
 
     attempt: Attempt
-    status: str  # "valid" | "failed" | "repeat" | "nocode" | "pending"
+    status: str  # "valid" | "failed" | "repeat" | "nocode" | "edit" | "pending"
     outcome: str
     plan: str
     diff: list[tuple[str, str]]  # (css class, line)
@@ -122,6 +122,7 @@ def _view(run_dir: Path, meta: dict, journal: Journal) -> dict:
         "isolation": meta.get("isolation") or {},
         "result": result,
         "selection": meta.get("selection"),
+        "attribution": meta.get("attribution"),
         "finished": "result" in meta,
         "chosen": chosen,
         "nodes": sorted(nodes.values(), key=lambda n: n.attempt.index),
@@ -141,7 +142,7 @@ def _view(run_dir: Path, meta: dict, journal: Journal) -> dict:
 def _status(attempt: Attempt) -> str:
     """The node's style: the attempt's status, with every way of failing drawn alike."""
     kind = attempt.status().kind
-    return "failed" if kind in ("timeout", "error", "invalid") else kind
+    return "failed" if kind in ("timeout", "error", "invalid", "edit") else kind
 
 
 def _plan(attempt: Attempt) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from typing import Callable
 
+from tabcoder.attribution import Attribution, attribute
 from tabcoder.backends import Backend, ReplayBackend, get_backend
 from tabcoder.budget import Budget
 from tabcoder.config import RunConfig
@@ -77,6 +78,7 @@ class Result:
     confirmed_score: Score | None = None  # mean score of the chosen attempt on the confirmation folds
     selection: dict | None = None  # how the final attempt was chosen (see `Selection.to_dict`)
     cut_short: str | None = None  # why the model stopped the search early (retries spent, process died)
+    attribution: Attribution | None = None  # who wrote the chosen solution, and its gain over the baseline
 
     @property
     def exit_code(self) -> int:
@@ -112,6 +114,7 @@ class Result:
             "solution": None if self.solution is None else str(self.solution),
             "stop_reason": self.stop_reason,
             "cut_short": self.cut_short,
+            "attribution": None if self.attribution is None else self.attribution.to_dict(),
             "attempts": self.attempts,
             "valid_attempts": self.valid_attempts,
             "tokens": self.tokens,
@@ -276,7 +279,7 @@ def _make_strategy(state: RunState, builder: PromptBuilder) -> SearchStrategy:
     common: dict[str, Any] = dict(backend=state.backend, builder=builder, evaluate=run_attempt, describe=describe,
                   budget=budget, generation={"temperature": config.temperature, "top_p": config.top_p,
                                              "max_tokens": config.max_tokens, "seed": config.seed},
-                  clock=state.clock, on_event=state.emit)
+                  clock=state.clock, on_event=state.emit, baseline=config.baseline, edit_format=config.edit_format)
     if config.strategy == "tree":
         return TreeSearch(**common, pool=state.pool, policy=make_policy(config.policy), drafts=config.drafts,
                           debug_depth=config.debug_depth, breadth=config.breadth)
@@ -298,9 +301,11 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: Fi
         attempts=len(journal.attempts), valid_attempts=sum(a.valid for a in journal.attempts),
         tokens=journal.tokens, seconds=state.clock() - state.started,
         confirmed_score=selection.confirmed.get(chosen.index) if chosen else None,
-        selection=selection.to_dict(), cut_short=cut_short)
+        selection=selection.to_dict(), cut_short=cut_short,
+        attribution=attribute(chosen, journal, selection.confirmed, baseline_enabled=state.config.baseline))
     state.meta["result"] = result.summary()
     state.meta["selection"] = selection.to_dict()
+    state.meta["attribution"] = result.attribution.to_dict() if result.attribution else None
     state.meta["finished"] = datetime.now(timezone.utc).isoformat()
     write_json(state.run_dir / RUN_FILE, state.meta)
     _write_report(state)

@@ -1,5 +1,7 @@
 """Choosing the final attempt: the best few by validation score are re-scored on K folds of all labelled
-rows, and the one with the best mean fold score comes first, so a lucky split cannot decide alone.
+rows, and the one with the best mean fold score comes first, so a lucky split cannot decide alone. The
+harness's baseline (attempt 0) is always among those confirmed, second after the best, so that what a run
+says about beating it is measured on the folds.
 
 Scope: `Selection` (the order in which attempts are tried for the final refit, and why) and `select`.
 Confirmation runs as many candidates as the time plan leaves room for (`TimePlan.affordable`); with fewer
@@ -47,12 +49,22 @@ def select(state: RunState) -> Selection:
         return Selection(ranked, "validation", "confirmation is off (--confirm-folds 0)")
     if len(ranked) == 1:
         return Selection(ranked, "validation", "one valid attempt: nothing to choose between")
-    top = state.plan.affordable(ranked)
+    top = state.plan.affordable(_baseline_second(ranked))
     if len(top) < 2:
         return Selection(ranked, "validation", "not enough time left in the budget to confirm on folds")
     emit_event(state.emit, ConfirmStart(candidates=[a.index for a in top], folds=config.confirm_folds))
     scores = _score_on_folds(state, top)
     return _rank_confirmed(ranked, top, scores, config.confirm_folds)
+
+
+def _baseline_second(ranked: list[Attempt]) -> list[Attempt]:
+    """`ranked` with the harness's baseline moved to second place (after the best attempt), so that the
+    baseline is confirmed on the same folds as the best model attempt and the two can be compared."""
+    baseline = next((a for a in ranked if a.kind == "baseline"), None)
+    if baseline is None or ranked[0] is baseline:
+        return ranked
+    rest = [a for a in ranked[1:] if a is not baseline]
+    return [ranked[0], baseline] + rest
 
 
 def _score_on_folds(state: RunState, top: list[Attempt]) -> dict[int, list[Score]]:
@@ -94,7 +106,7 @@ def _rank_confirmed(ranked: list[Attempt], top: list[Attempt], scores: dict[int,
                            "mean": mean.value, "std": statistics.pstdev(numbers) if ok else None, "ok": ok})
     good = sorted((a for a in top if a.index in confirmed), key=lambda a: confirmed[a.index], reverse=True)
     failed = [a for a in top if a.index not in confirmed]
-    order = good + ranked[len(top):] + failed
+    order = good + [a for a in ranked if a not in top] + failed
     note = (f"attempt {good[0].index} has the best mean over {folds} folds" if good
             else "every candidate failed on a fold: kept the validation order")
     if good and good[0] is not ranked[0]:

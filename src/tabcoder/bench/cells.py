@@ -3,8 +3,9 @@
 Scope: `BenchSettings` (what `tabcoder bench` was asked for), `CellSpec` (one cell, picklable, so a
 process pool or a Ray worker can run it), `plan_cells` (the full matrix, baselines included), and
 `run_cell` (a cell run in whatever process the executor chose: `runner.run` for an LLM cell,
-`baselines.run_baseline` for a baseline) returning a `CellOutcome`. A cell's identity - its key - is its
-suite, task, system, seed and a hash of the settings that change its result and differ from RunConfig's
+`baselines.run_baseline` for a baseline) returning a `CellOutcome` (for an LLM cell, with what its run's
+attribution and journal say about the harness's baseline and the model's attempts). A cell's identity - its
+key - is its suite, task, system, seed and a hash of the settings that change its result and differ from RunConfig's
 defaults, so a changed budget is a new cell while a changed server URL, or an option given at its default,
 is not. (The task settings pinned by a suite's meta.json are not in
 the hash: after changing them, start a new results file.)
@@ -21,12 +22,15 @@ import traceback
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabcoder.bench.store import CellResult
 from tabcoder.config import RunConfig
 from tabcoder.bench.suite import Suite
 from tabcoder.errors import TabcoderError
+
+if TYPE_CHECKING:
+    from tabcoder.runner import Result
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,36 @@ def _versions(kind: str, model: str) -> str:
     return json.dumps(found, sort_keys=True)
 
 
+EDIT_FORMATS = ("search-replace", "functions")  # the reply formats that edit a parent's script
+
+
+def attempt_counts(journal_path: Path) -> dict[str, int | None]:
+    """From a run's journal: the model's complete attempts (the harness's baseline, attempt 0, and attempts
+    still pending are not counted), how many repeated an earlier script, how many replied to a parent in an
+    edit format, and how many of those edits applied. All None when the run left no journal."""
+    from tabcoder.journal import Journal
+
+    if not Path(journal_path).is_file():
+        return dict.fromkeys(("model_attempts", "repeats", "edits", "edits_applied"))
+    model = [a for a in Journal.load(Path(journal_path)).attempts if a.kind != "baseline"]
+    edits = [a for a in model if a.parent is not None and a.edit_format in EDIT_FORMATS]
+    return {"model_attempts": len(model), "repeats": sum(a.duplicate_of is not None for a in model),
+            "edits": len(edits), "edits_applied": sum(a.edit_error is None for a in edits)}
+
+
+def _baseline_lift(result: Result) -> dict[str, Any]:
+    """The `CellResult` fields a run's attribution and journal give: the baseline's validation score, who
+    wrote the chosen solution, whether the model beat the baseline, the gains, and the attempt counts."""
+    found: dict[str, Any] = attempt_counts(Path(result.run_dir) / "journal.jsonl")
+    attribution = result.attribution
+    if attribution is not None:
+        beat = attribution.beat_baseline
+        found.update(baseline_validation=attribution.baseline_validation, chosen_by=attribution.written_by,
+                     beat_baseline=None if beat is None else int(beat), gain_validation=attribution.gain_validation,
+                     gain_folds=attribution.gain_folds)
+    return found
+
+
 def _run_llm(spec: CellSpec) -> CellOutcome:
     from tabcoder.config import RunConfig
     from tabcoder.runner import run
@@ -172,7 +206,8 @@ def _run_llm(spec: CellSpec) -> CellOutcome:
         test_score=None if result.test_score is None else result.test_score.value, valid=result.final_valid,
         attempts=result.attempts, valid_attempts=result.valid_attempts, tokens=result.tokens,
         seconds=round(result.seconds, 2), stop_reason=result.stop_reason, run_dir=str(result.run_dir),
-        code=code, code_sha256=None if code is None else hashlib.sha256(code.encode()).hexdigest())
+        code=code, code_sha256=None if code is None else hashlib.sha256(code.encode()).hexdigest(),
+        **_baseline_lift(result))
 
 
 def _run_baseline(spec: CellSpec) -> CellOutcome:

@@ -241,7 +241,7 @@ th, td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; }}
 
 def render_html(report: Report, *, title: str = "tabcoder benchmark", commands: list[str] | None = None) -> str:
     """The whole page as a string."""
-    from tabcoder.bench.report import systems_table, tasks_table
+    from tabcoder.bench.report import LIFT_NOTE, systems_table, tasks_table
 
     colours = _colours(report.system_names)
     notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in report.notes)
@@ -251,7 +251,8 @@ def render_html(report: Report, *, title: str = "tabcoder benchmark", commands: 
     else:
         content = (
             "<h2>All tasks</h2><p class=\"note\">normalised: 0 = dummy, 1 = HistGradientBoosting (same task and "
-            "seed); a cell without a valid submission counts 0. Rank 1 = best.</p>" + _html_table(systems_table(report))
+            f"seed); a cell without a valid submission counts 0. Rank 1 = best.</p><p class=\"note\">{_esc(LIFT_NOTE)}."
+            "</p>" + _html_table(systems_table(report))
             + "<h2>Test score per task</h2>" + _legend(colours) + score_per_task(report, colours)
             + "<h2>Normalised score against wall time</h2>" + _legend(colours) + score_vs_time(report, colours)
             + "<h2>Normalised score per system</h2>" + normalised_distribution(report, colours)

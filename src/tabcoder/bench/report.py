@@ -13,6 +13,12 @@ Conventions, chosen so that every number has one meaning whatever the metric's d
 - A cell without a valid final submission counts as normalised 0 (what submitting the dummy gives) and
   ranks last; the valid rate is reported beside it.
 - Ranks: 1 is best; ties share their mean rank.
+- Lift (LLM cells): the chosen solution's gain over the harness's baseline script (attempt 0) on the
+  validation rows, in units of the same task and seed's gain(hgb) over dummy on test; 0 when the baseline was
+  kept, None when the run had no baseline or the scale is undefined. A system's lift is the mean over the
+  cells where it is defined. Beside it: the share of cells where a model attempt beat the baseline, the share
+  of the model's attempts that repeated an earlier script, and the share of edits (search-replace or
+  functions replies to a parent) that applied. Baseline systems have none of these (shown as '-').
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class ScoredCell:
     test: float | None  # None when there is no valid final submission
     normalised: float | None
     rank: float
+    lift: float | None = None  # gain_validation / gain(hgb test over dummy test); LLM cells only
 
     @property
     def valid(self) -> bool:
@@ -91,6 +98,10 @@ class Summary:
     rank: float
     seconds: float
     tokens: float
+    lift: float | None = None  # mean lift over the cells where it is defined
+    beat_rate: float | None = None  # share of cells (with a known outcome) where a model attempt beat the baseline
+    repeat_rate: float | None = None  # repeated scripts / model attempts
+    edit_rate: float | None = None  # edits that applied / edits (None when no edits)
 
 
 @dataclass
@@ -123,12 +134,23 @@ def _baseline_score(group: list[CellRow], name: str) -> float | None:
     return found[0].test_score if found else None
 
 
+def lift(gain_validation: float | None, dummy: float | None, reference: float | None,
+         greater_is_better: bool) -> float | None:
+    """gain_validation / gain(reference, dummy): the gain over the harness's baseline in units of hgb - dummy;
+    None when there is no gain (no baseline) or the scale is undefined."""
+    if gain_validation is None or dummy is None or reference is None:
+        return None
+    scale = gain(reference, dummy, greater_is_better)
+    return gain_validation / scale if scale > 0 else None
+
+
 def _score_group(group: list[CellRow], labels: dict[str, str], task: str) -> list[ScoredCell]:
     greater = bool(group[0].greater_is_better)
     dummy, reference = _baseline_score(group, DUMMY), _baseline_score(group, REFERENCE)
     tests = [r.test_score if r.valid else None for r in group]
     ranks = average_ranks(tests, greater)
-    return [ScoredCell(row, labels[row.key], task, test, normalised_score(test, dummy, reference, greater), rank)
+    return [ScoredCell(row, labels[row.key], task, test, normalised_score(test, dummy, reference, greater), rank,
+                       lift(row.gain_validation, dummy, reference, greater) if row.kind == "llm" else None)
             for row, test, rank in zip(group, tests, ranks)]
 
 
@@ -137,8 +159,17 @@ def _mean(values) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _ratio(numerators, denominators) -> float | None:
+    """sum(numerators) / sum(denominators) over the pairs where both are known; None when that sum is 0."""
+    pairs = [(n, d) for n, d in zip(numerators, denominators) if n is not None and d is not None]
+    total = sum(d for _, d in pairs)
+    return sum(n for n, _ in pairs) / total if total else None
+
+
 def _summarise(cells: list[ScoredCell], task: str | None) -> Summary:
     first = cells[0]
+    rows = [c.row for c in cells if c.row.kind == "llm"]  # baselines have no baseline script, attempts or edits
+    beats = [r.beat_baseline for r in rows if r.beat_baseline is not None]
     return Summary(
         system=first.system, kind=first.row.kind, task=task, metric=first.row.metric if task else None,
         greater_is_better=bool(first.row.greater_is_better),
@@ -146,7 +177,11 @@ def _summarise(cells: list[ScoredCell], task: str | None) -> Summary:
         test=_mean(c.test for c in cells), validation=_mean(c.row.validation_score for c in cells),
         normalised=_mean(c.normalised for c in cells), rank=statistics.fmean(c.rank for c in cells),
         seconds=statistics.fmean(c.row.seconds or 0.0 for c in cells),
-        tokens=statistics.fmean(c.row.tokens or 0 for c in cells))
+        tokens=statistics.fmean(c.row.tokens or 0 for c in cells),
+        lift=_mean(c.lift for c in cells),  # None for baseline cells (see _score_group)
+        beat_rate=sum(b == 1 for b in beats) / len(beats) if beats else None,
+        repeat_rate=_ratio([r.repeats for r in rows], [r.model_attempts for r in rows]),
+        edit_rate=_ratio([r.edits_applied for r in rows], [r.edits for r in rows]))
 
 
 def _grouped(cells: list[ScoredCell], key) -> dict:
@@ -194,10 +229,22 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def fmt_share(value: float | None) -> str:
+    """A share as a whole percentage, or '-' for None."""
+    return "-" if value is None else f"{value:.0%}"
+
+
+LIFT_NOTE = ("lift: mean gain of the chosen solution over the harness's baseline on validation, in units of "
+             "(hgb - dummy); beat baseline: share of cells where a model attempt beat it; repeats: share of the "
+             "model's attempts that repeated an earlier script; edits applied: share of its edits that applied")
+
+
 def systems_table(report: Report) -> str:
     rows = [[s.system, str(s.cells), f"{s.valid_rate:.0%}", fmt_number(s.normalised, 3), f"{s.rank:.2f}",
+             fmt_number(s.lift, 3), fmt_share(s.beat_rate), fmt_share(s.repeat_rate), fmt_share(s.edit_rate),
              fmt_number(s.seconds, 3), f"{s.tokens:.0f}"] for s in report.systems]
-    return _table(["system", "cells", "valid", "mean normalised", "mean rank", "mean s", "mean tokens"], rows)
+    return _table(["system", "cells", "valid", "mean normalised", "mean rank", "lift", "beat baseline", "repeats",
+                   "edits applied", "mean s", "mean tokens"], rows)
 
 
 def tasks_table(report: Report) -> str:
@@ -212,7 +259,7 @@ def format_report(report: Report) -> str:
     """The aggregated table, then the per-task table, then notes."""
     if not report.cells:
         return "no finished cells yet" + ("".join(f"\nnote: {n}" for n in report.notes))
-    parts = ["All tasks (normalised: 0 = dummy, 1 = HistGradientBoosting; rank 1 = best)", "",
+    parts = ["All tasks (normalised: 0 = dummy, 1 = HistGradientBoosting; rank 1 = best)", LIFT_NOTE, "",
              systems_table(report), "", "Per task (test: mean test score of valid cells)", "", tasks_table(report)]
     parts += [f"note: {n}" for n in report.notes]
     return "\n".join(parts)

@@ -4,6 +4,9 @@ Scope: the `cells` table (one row per task x system x seed x config: its status,
 costs and the path of its run folder), the `benches` table (one row per `tabcoder bench` invocation),
 the `schema_version` table, the migrations that build them, and a lock so that two benches never drive
 the same file at once. Only the process that drives a bench writes here; workers return results.
+Migrations: v1 the cells, v2 the benches and the chosen code, v3 what an LLM cell's run says about the
+harness's baseline (its score, the gain over it, who wrote the chosen solution) and the model's attempts
+(how many, repeated, edits and edits that applied).
 
 Cell status: `pending` (planned) -> `running` (handed to a worker) -> `done` (it produced a result,
 valid submission or not) | `error` (the harness failed: server down, crash) | `skipped` (a baseline
@@ -51,7 +54,15 @@ def _v2_benches_and_code(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_benches_and_code)
+def _v3_baseline_lift(conn: sqlite3.Connection) -> None:
+    """What an LLM cell's run says about the harness's baseline (attempt 0) and the model's attempts."""
+    for column in ("baseline_validation REAL", "chosen_by TEXT", "beat_baseline INTEGER", "gain_validation REAL",
+                   "gain_folds REAL", "model_attempts INTEGER", "repeats INTEGER", "edits INTEGER",
+                   "edits_applied INTEGER"):
+        conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_benches_and_code, _v3_baseline_lift)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -101,6 +112,16 @@ class CellResult:
     host: str | None = None
     code_sha256: str | None = None
     code: str | None = None
+    # LLM cells only (None for baselines, and for runs made before the harness ran a baseline script):
+    baseline_validation: float | None = None  # the harness's baseline (attempt 0) on the validation rows
+    chosen_by: str | None = None  # who wrote the chosen solution: "model" | "baseline"
+    beat_baseline: int | None = None  # 1: a model attempt beat the baseline (folds when confirmed), 0: none did
+    gain_validation: float | None = None  # chosen minus baseline on validation, positive = better
+    gain_folds: float | None = None  # the same on the confirmation folds, when both were confirmed
+    model_attempts: int | None = None  # complete attempts the model wrote (attempt 0 excluded)
+    repeats: int | None = None  # of those, replies that repeated an earlier script (not run)
+    edits: int | None = None  # of those, replies to a parent in an edit format (search-replace, functions)
+    edits_applied: int | None = None  # of the edits, those that applied to the parent's script
 
 
 _RESULT_FIELDS = tuple(f.name for f in fields(CellResult))

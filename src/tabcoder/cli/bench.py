@@ -60,7 +60,7 @@ def _suite(suite: str, answers: Path | None, cache: Path | None, tasks: str | No
 @click.option("--threads", type=int, default=RunConfig.threads, show_default=True, help="Threads per cell (llama.cpp, generated code, baselines).")
 @click.option("--valid-fraction", type=float, default=RunConfig.valid_fraction, show_default=True)
 @click.option("--example/--no-example", "show_example", default=RunConfig.show_example, show_default=True,
-              help="Show the model a minimal correct script (RunConfig.show_example).")
+              help="Show the model the baseline script (RunConfig.show_example).")
 @click.option("--base-url", help="OpenAI-compatible server shared by all workers (with --models openai:NAME).")
 @click.option("--baselines", default="dummy,hgb,flaml", show_default=True, help="Comma-separated baselines, or none.")
 # BenchSettings.baseline_seconds is None (FLAML's own budget); the command gives FLAML 60 s.

@@ -126,6 +126,9 @@ class Progress:
         self._say(f"model {model}; run folder {run_dir}")
 
     def on_attempt_start(self, index, kind, parent) -> None:
+        if kind == "baseline":
+            self._say(f"attempt {index}: the harness's baseline script (no model call) ...")
+            return
         origin = "" if parent is None else f" from attempt {parent}"
         self._say(f"attempt {index}: {kind}{origin} ...")
 
@@ -152,8 +155,9 @@ class Progress:
 
     def on_attempt_end(self, attempt, best) -> None:
         status = attempt.status()
-        shown = {"valid": f"valid, {status.detail}" + (" (best)" if best is attempt else ""),
-                 "nocode": "no code in the answer",
+        gain = "" if attempt.gain is None else f", {attempt.gain:+.4g} over the baseline"
+        shown = {"valid": f"valid, {status.detail}{gain}" + (" (best)" if best is attempt else ""),
+                 "nocode": "no code in the answer", "edit": f"its edit did not apply: {status.detail}",
                  "repeat": f"same script as attempt {status.detail}, not run again",
                  "timeout": "timed out", "error": f"failed: {status.detail}",
                  "invalid": f"invalid submission: {status.detail}", "pending": "pending"}[status.kind]

@@ -12,7 +12,7 @@ import click
 
 from tabcoder.cli.common import fail_cleanly, field_default, model_options, task_options
 from tabcoder.cli.progress import Progress
-from tabcoder.config import CAAFE_PROMPTS, ISOLATIONS, PROMPT_STYLES, STRATEGIES, RunConfig
+from tabcoder.config import CAAFE_PROMPTS, EDIT_FORMATS, ISOLATIONS, PROMPT_STYLES, STRATEGIES, RunConfig
 
 
 def print_result(result, as_json: bool) -> None:
@@ -23,6 +23,8 @@ def print_result(result, as_json: bool) -> None:
     lines = [f"run folder:        {result.run_dir}",
              f"attempts:          {result.attempts} ({result.valid_attempts} valid), stopped: {result.stop_reason}",
              f"validation score:  {result.validation_score}" + (f" (attempt {result.best.index})" if result.best else "")]
+    if result.attribution is not None:
+        lines.append(f"{result.attribution.text}")
     if result.test_score is not None:
         lines.append(f"test score:        {result.test_score} (from --answers; not used for selection)")
     if result.final_valid:
@@ -82,7 +84,13 @@ def finish(result) -> None:
 @click.option("--description/--no-description", "use_description", default=RunConfig.use_description,
               show_default=True, help="Give the task's description text to the model.")
 @click.option("--example/--no-example", "show_example", default=RunConfig.show_example, show_default=True,
-              help="Show the model a minimal correct script for this task to start from.")
+              help="Show the model the baseline script for this task to start from.")
+@click.option("--baseline/--no-baseline", default=RunConfig.baseline, show_default=True,
+              help="Run the harness's baseline script (the prompt's example) as attempt 0, so that every model "
+                   "attempt is measured against it; the final choice may still pick it.")
+@click.option("--edit-format", type=click.Choice(EDIT_FORMATS), default=RunConfig.edit_format, show_default=True,
+              help="What improvement and repair steps ask the model for: search/replace blocks, whole functions "
+                   "of the script, or the whole script (every reply form is accepted).")
 @click.option("--threads", type=int, default=RunConfig.threads, show_default=True,
               help="CPU threads for llama.cpp and for generated code.")
 @click.option("--n-ctx", type=int, default=RunConfig.n_ctx, show_default=True, help="Context length for llama.cpp models.")

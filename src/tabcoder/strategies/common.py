@@ -22,14 +22,21 @@ from typing import cast
 
 from tabcoder.backends import Backend, Completion, GenerationSettings
 from tabcoder.budget import Budget
+from tabcoder.edits import apply_reply
 from tabcoder.evaluation import Evaluation, EvaluationPool
 from tabcoder.events import AttemptEnd, AttemptStart, Llm, LlmDone, LlmStart, Reflection, emit_event
 from tabcoder.journal import Attempt, Journal, LLMCall
-from tabcoder.prompting import Messages, PromptBuilder, approach_label, extract_code, normalise_code
+from tabcoder.prompting import Messages, PromptBuilder, approach_label, normalise_code
 
 NO_CODE_FEEDBACK = ("Your answer contained no Python code block. Answer with one complete script inside a "
                     "```python code block.")
 SUMMARY_LINE_CHARS = 140
+#: The baseline's "idea": what a tree search's drafts are told the baseline uses.
+BASELINE_IDEA = "the baseline: gradient boosting (HistGradientBoosting, default settings)"
+#: After a reply that repeated an earlier script, the next code call samples this much hotter (per repeat in a
+#: row), up to MAX_HEAT.
+REPEAT_HEAT = 0.3
+MAX_HEAT = 1.0
 
 EventHandler = Callable[[str, dict], None]
 Evaluate = Callable[[int, str], Evaluation]
@@ -51,11 +58,13 @@ class ModelCaller:
     calls_made: int = 0
 
     def complete(self, messages: Messages, *, max_tokens: int, purpose: str, about: int,
-                 calls: list[LLMCall]) -> Completion:
+                 calls: list[LLMCall], temperature: float | None = None) -> Completion:
         base = GenerationSettings.of(**self.generation)
         self.calls_made += 1
         seed = None if base.seed is None else base.seed + self.calls_made
         settings = replace(base, max_tokens=max_tokens, seed=seed)
+        if temperature is not None:
+            settings = replace(settings, temperature=temperature)
         emit_event(self.on_event, LlmStart(purpose=purpose, about=about,
                                            timeout=getattr(self.backend, "timeout", None)))
         try:
@@ -74,8 +83,22 @@ class ModelCaller:
 # --------------------------------------------------------------------------- describing attempts
 
 
-def shown_code(attempt: Attempt) -> str:
-    """What the model is shown as "the script above": the code, or its whole reply if it had none."""
+def edited_script(attempt: Attempt, journal: Journal) -> str | None:
+    """The script `attempt` stands for: its code, or for a reply whose edit did not apply, the script the edit
+    was meant for (its parent's, up the chain of failed edits)."""
+    node: Attempt | None = attempt
+    while node is not None and node.code is None and node.edit_error is not None and node.parent is not None:
+        node = journal.get(node.parent)
+    return None if node is None else node.code
+
+
+def shown_code(attempt: Attempt, journal: Journal | None = None) -> str:
+    """What the model is shown as "the script above": the code; for an edit that did not apply, the script it
+    was meant for (unchanged); otherwise its whole reply."""
+    if attempt.code is None and journal is not None:
+        script = edited_script(attempt, journal)
+        if script is not None:
+            return script
     return attempt.code if attempt.code is not None else attempt.response
 
 
@@ -83,6 +106,7 @@ def outcome(attempt: Attempt) -> str:
     """One short phrase for the model: the score, or how the attempt failed."""
     status = attempt.status()
     phrases = {"valid": status.detail, "nocode": "no code", "repeat": f"same as attempt {status.detail}",
+               "edit": "its edit did not apply",
                "timeout": "timed out", "error": f"failed: {status.detail or 'error'}", "invalid": "invalid submission",
                "pending": "pending"}
     return phrases[status.kind]
@@ -90,6 +114,8 @@ def outcome(attempt: Attempt) -> str:
 
 def summary_line(attempt: Attempt, name: str = "attempt") -> str:
     origin = "" if attempt.parent is None else f" of {attempt.parent}"
+    if attempt.kind == "baseline":
+        return f"{name} {attempt.index} (the harness's baseline script): {outcome(attempt)}"
     if attempt.idea and attempt.kind == "draft":
         change = f": {approach_label(attempt.idea)}"
     else:
@@ -114,7 +140,8 @@ def duplicate_of(code: str, attempts: list[Attempt]) -> Attempt | None:
     """The first earlier attempt with the same script (ignoring comments and blank lines)."""
     key = normalise_code(code)
     for attempt in attempts:
-        if attempt.code is not None and attempt.duplicate_of is None and normalise_code(attempt.code) == key:
+        if attempt.code is not None and attempt.duplicate_of is None and attempt.edit_error is None \
+                and normalise_code(attempt.code) == key:
             return attempt
     return None
 
@@ -149,6 +176,26 @@ def first_change(before: str | None, after: str | None) -> str | None:
         if line.startswith("+") and not line.startswith("+++") and line[1:].strip():
             return "changed a line to: " + line[1:].strip()
     return None
+
+
+def gain_over_baseline(attempt: Attempt, journal: Journal) -> float | None:
+    """How much better than the baseline `attempt` scored on the validation rows (metric units, signed so
+    that positive is better); None without a valid baseline, for the baseline itself, or a failed attempt."""
+    baseline = journal.baseline()
+    if baseline is None or attempt.kind == "baseline" or not baseline.valid:
+        return None
+    return attempt.score_value.gain_over(baseline.score_value)
+
+
+def repeat_streak(attempts: list[Attempt]) -> list[Attempt]:
+    """The latest of `attempts` (complete, in index order) that repeated an earlier script, newest last (empty
+    when the last one did not)."""
+    streak: list[Attempt] = []
+    for attempt in reversed(attempts):
+        if attempt.kind == "baseline" or attempt.duplicate_of is None:
+            break
+        streak.insert(0, attempt)
+    return streak
 
 
 # --------------------------------------------------------------------------- recording attempts
@@ -215,7 +262,9 @@ class AttemptQueue:
 
     def _complete(self, entry: _InFlight) -> None:
         attempt = entry.attempt
-        if attempt.code is None:
+        if attempt.edit_error is not None:
+            attempt.feedback = f"Your edit could not be applied, so the script above is unchanged: {attempt.edit_error}"
+        elif attempt.code is None:
             attempt.feedback = NO_CODE_FEEDBACK
         elif entry.future is None:
             original = cast(Attempt, self._repeats(attempt))  # nothing was run because it repeats one
@@ -226,6 +275,7 @@ class AttemptQueue:
             evaluation = entry.future.result()
             fill_from_evaluation(attempt, evaluation)
             attempt.feedback = self.describe(evaluation, self.journal)
+            attempt.gain = gain_over_baseline(attempt, self.journal)
         attempt.finished_at = self.elapsed()
         self.journal.append(attempt)
         emit_event(self.on_event, AttemptEnd(attempt=attempt, best=self.journal.best()))
@@ -250,6 +300,8 @@ class SearchStrategy:
     generation: dict = field(default_factory=dict)  # temperature, top_p, max_tokens, seed
     memory_size: int = 5
     reflection_tokens: int = 256
+    baseline: bool = False  # run the builder's example script as attempt 0 before the search
+    edit_format: str = "search-replace"  # what improvement and repair steps ask for (tabcoder.edits)
     pool: EvaluationPool | None = None  # None: evaluate in the calling thread
     clock: Callable[[], float] = time.monotonic
     on_event: EventHandler = _no_events
@@ -261,6 +313,9 @@ class SearchStrategy:
                                    elapsed=self.elapsed, on_event=self.on_event)
         self._queue.resubmit_pending()
         self._queue.wait_all()
+        if self.baseline and journal.get(0) is None:
+            self._queue.submit(self._baseline_attempt())
+            self._queue.wait_all()
         reason = self._search(journal)
         self._queue.wait_all()
         return reason
@@ -281,21 +336,48 @@ class SearchStrategy:
     def _stop_reason(self, journal: Journal) -> str | None:
         return self.budget.exhausted(journal, self.clock(), reserve=average_attempt_seconds(journal))
 
+    def _baseline_attempt(self) -> Attempt:
+        """Attempt 0: the builder's example script, written by the harness (no model call)."""
+        emit_event(self.on_event, AttemptStart(index=0, kind="baseline", parent=None))
+        task = self.builder.task
+        return Attempt(index=0, parent=None, kind="baseline", messages=[], response="", code=self.builder.example(),
+                       started_at=self.elapsed(), idea=BASELINE_IDEA, idea_source="harness",
+                       edit_format="whole", metric=task.metric, greater_is_better=task.metric_spec.greater_is_better)
+
     def _write(self, index: int, parent: int | None, kind: str, messages: Messages, calls: list[LLMCall],
-               *, started: float, idea: str | None = None, round: int | None = None) -> Attempt:
-        """Ask the model for a script and wrap its reply in a (not yet evaluated) attempt."""
+               *, started: float, idea: str | None = None, round: int | None = None, base: str | None = None,
+               idea_source: str | None = None, history: list[Attempt] | None = None) -> Attempt:
+        """Ask the model for a script and wrap its reply in a (not yet evaluated) attempt. With `base` (the
+        script a repair or improvement starts from) the reply may be an edit of it (`tabcoder.edits`). When the
+        latest of the complete attempts in `history` repeated earlier scripts, the call samples at a higher
+        temperature, and the attempt's `note` says so."""
         emit_event(self.on_event, AttemptStart(index=index, kind=kind, parent=parent))
+        temperature, note = self._temperature(history or [])
         completion = self._caller.complete(messages, max_tokens=self.generation.get("max_tokens", 1536),
-                                           purpose="code", about=index, calls=calls)
+                                           purpose="code", about=index, calls=calls, temperature=temperature)
+        edit = apply_reply(completion.text, base)
         task = self.builder.task
         return Attempt(index=index, parent=parent, kind=kind, messages=messages, response=completion.text,
-                       code=extract_code(completion.text), calls=calls, started_at=started, idea=idea,
+                       code=edit.code, edit_format=edit.form, edit_error=edit.error, calls=calls, started_at=started,
+                       idea=idea, idea_source=idea_source, note=note, temperature=temperature,
                        metric=task.metric, greater_is_better=task.metric_spec.greater_is_better, round=round)
+
+    def _temperature(self, history: list[Attempt]) -> tuple[float | None, str | None]:
+        """The temperature of the next code call: the configured one, raised by `REPEAT_HEAT` for each reply in
+        a row that repeated an earlier script (up to `MAX_HEAT`), and a note saying why (None when unchanged)."""
+        configured = self.generation.get("temperature")
+        streak = repeat_streak(history)
+        if not streak:
+            return configured, None
+        raised = min(MAX_HEAT, (configured or 0.0) + REPEAT_HEAT * len(streak))
+        last = streak[-1]
+        return raised, (f"attempt {last.index} repeated attempt {last.duplicate_of}: this step samples at "
+                        f"temperature {raised:.2f} (configured {configured})")
 
     def _reflect(self, base: Attempt, failed: bool, calls: list[LLMCall], journal: Journal) -> str:
         """The model's short reflection on `base` and its feedback, stored on `base` (once)."""
         if base.reflection is None:
-            messages = self.builder.reflect(shown_code(base), base.feedback, failed=failed)
+            messages = self.builder.reflect(shown_code(base, journal), base.feedback, failed=failed)
             completion = self._caller.complete(messages, max_tokens=self.reflection_tokens, purpose="reflection",
                                                about=base.index, calls=calls)
             base.reflection = completion.text.strip()

@@ -57,7 +57,8 @@ class TreeView:
 
     @property
     def drafts(self) -> list[Attempt]:
-        return [a for a in self.attempts if a.kind == "draft"]
+        """The root's children: the model's drafts and the harness's baseline."""
+        return [a for a in self.attempts if a.kind in ("draft", "baseline")]
 
     @property
     def valid(self) -> list[Attempt]:
@@ -94,10 +95,11 @@ class TreeView:
 
     def repairable(self) -> list[Attempt]:
         """Failed leaves whose repair chain is still shorter than `debug_depth`. Repeats and answers without
-        code are not bugs to fix: there is no new script to repair."""
+        code are not bugs to fix: there is no new script to repair (an edit that did not apply is: its
+        script is the parent's). The harness's baseline is not the model's to repair."""
         return [a for a in self.attempts
-                if not a.valid and a.code is not None and a.duplicate_of is None and not self.children(a)
-                and self.repairs_above(a) < self.debug_depth]
+                if not a.valid and (a.code is not None or a.edit_error is not None) and a.duplicate_of is None
+                and a.kind != "baseline" and not self.children(a) and self.repairs_above(a) < self.debug_depth]
 
     def rewards(self) -> dict[int, float]:
         """Rank-normalised scores in [0, 1]: the best valid node 1, the worst valid 0 (1 if alone), failed 0."""

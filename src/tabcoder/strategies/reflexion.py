@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tabcoder.journal import Attempt, Journal, LLMCall
+from tabcoder.prompting import normalise_idea, proposed_change
 from tabcoder.strategies.common import (
     NO_CODE_FEEDBACK,
     SearchStrategy,
+    edited_script,
     shown_code,
     summarise,
 )
@@ -44,49 +46,62 @@ class Reflexion(SearchStrategy):
         started = self.elapsed()
         calls: list[LLMCall] = []
         base = self._base(journal)
-        idea = None
+        idea = source = script = None
         if base is None:
             kind, parent, messages = "draft", None, self.builder.draft()
         else:
             kind = "improve" if base.valid else "repair"
             parent = base.index
             failed = not base.valid
-            self._reflect(base, failed, calls, journal)
-            idea = None if failed else self._next_idea(journal, base)
-            messages = self.builder.revise(shown_code(base), base.feedback, failed=failed,
+            reflection = self._reflect(base, failed, calls, journal)
+            if not failed:
+                idea, source = self._next_idea(journal, base, reflection)
+            script = edited_script(base, journal)
+            messages = self.builder.revise(shown_code(base, journal), base.feedback, failed=failed,
                                            reflections=self._memory(journal),
-                                           history=summarise(journal.attempts, HISTORY_LINES), idea=idea)
-        attempt = self._write(index, parent, kind, messages, calls, started=started, idea=idea)
+                                           history=summarise(journal.attempts, HISTORY_LINES), idea=idea,
+                                           edit_format=self.edit_format if script is not None else "whole")
+        attempt = self._write(index, parent, kind, messages, calls, started=started, idea=idea, base=script,
+                              idea_source=source, history=journal.attempts)
         self._queue.submit(attempt)
         self._queue.wait_all()
 
     # -- helpers -------------------------------------------------------------------------------------
     def _base(self, journal: Journal) -> Attempt | None:
-        if not journal.attempts:
+        """The attempt the next step starts from; None: write a first draft (also when the harness's baseline
+        failed: the model is not asked to repair the harness's script)."""
+        attempts = [a for a in journal.attempts if a.kind != "baseline" or a.valid]
+        if not attempts:
             return None
-        last, best = journal.attempts[-1], journal.best()
+        last, best = attempts[-1], journal.best()
         if last.duplicate_of is not None and best is not None:
             return best
         if last.valid or best is None:
             return best if best is not None and best.score_value > last.score_value else last
         failures_in_a_row = 0
-        for attempt in reversed(journal.attempts):
+        for attempt in reversed(attempts):
             if attempt.valid:
                 break
             failures_in_a_row += 1
         return last if failures_in_a_row <= self.max_repairs else best
 
-    def _next_idea(self, journal: Journal, base: Attempt) -> str | None:
-        """The next improvement idea in turn, skipping one that asks for the model `base` already uses."""
+    def _next_idea(self, journal: Journal, base: Attempt, reflection: str) -> tuple[str | None, str | None]:
+        """The change to ask for, and who named it: the one the model's reflection on `base` names ("model"),
+        unless it was tried on `base` already; else the harness's next generic idea in turn ("harness"),
+        skipping one that asks for the model `base` already uses."""
+        tried = {normalise_idea(a.idea) for a in journal.attempts if a.parent == base.index and a.idea}
+        own = proposed_change(reflection)
+        if own is not None and normalise_idea(own) not in tried:
+            return own, "model"
         ideas = self.builder.ideas()
         if not ideas:
-            return None
-        done = sum(1 for a in journal.attempts if a.idea is not None)
+            return None, None
+        done = sum(1 for a in journal.attempts if a.idea_source == "harness" and a.kind != "baseline")
         for offset in range(len(ideas)):
             idea = ideas[(done + offset) % len(ideas)]
-            if idea.applies_to(base.code):
-                return idea.text
-        return ideas[done % len(ideas)].text
+            if idea.applies_to(base.code) and normalise_idea(idea.text) not in tried:
+                return idea.text, "harness"
+        return ideas[done % len(ideas)].text, "harness"
 
     def _memory(self, journal: Journal) -> list[str]:
         notes = [f"attempt {a.index}: {a.reflection}" for a in journal.attempts if a.reflection]
