@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tabcoder.bench.report import average_ranks, build_report, format_report, normalised_score
+from tabcoder.bench.html import render_html
+from tabcoder.bench.report import average_ranks, build_report, format_report, lift, normalised_score
 
 from bench_helpers import toy_row, toy_rows
 
@@ -100,3 +101,72 @@ def test_unfinished_cells_are_counted_not_scored():
     report = build_report(rows)
     assert "1 cell(s) running" in report.notes and "1 cell(s) error" in report.notes
     assert len(report.cells) == len(rows) - 2
+
+
+def test_lift_is_the_validation_gain_over_the_baseline_in_units_of_hgb_minus_dummy():
+    assert lift(0.06, 0.5, 0.8, True) == pytest.approx(0.2)
+    assert lift(2.0, 10.0, 5.0, False) == pytest.approx(0.4)  # lower is better: the scale is dummy - hgb
+    assert lift(-1.0, 10.0, 5.0, False) == pytest.approx(-0.2)
+    assert lift(0.0, 0.5, 0.8, True) == 0.0  # the baseline was kept
+    assert lift(None, 0.5, 0.8, True) is None  # no baseline to compare with
+    assert lift(0.1, 0.5, 0.5, True) is None and lift(0.1, None, 0.8, True) is None  # undefined scale
+
+
+LIFT = {  # (task, system): gain_validation, beat_baseline, model_attempts, repeats, edits, edits_applied
+    ("acc", "model-a"): (0.06, 1, 4, 1, 3, 2),
+    ("err", "model-a"): (2.0, 0, 2, 0, 1, 1),
+    ("acc", "model-b"): (None, None, 3, 0, 0, 0),  # no baseline in this run
+    ("err", "model-b"): (-1.0, 0, 3, 0, 0, 0),
+}
+
+
+def lift_rows():
+    rows = toy_rows()
+    for row in rows:
+        values = LIFT.get((row.task, row.model))
+        if values is not None:
+            (row.gain_validation, row.beat_baseline, row.model_attempts, row.repeats, row.edits,
+             row.edits_applied) = values
+    return rows
+
+
+def test_report_lift_beat_repeat_and_edit_rates_by_hand():
+    report = build_report(lift_rows())
+    systems = by_system(report)
+    a, b = systems["model-a/reflexion"], systems["model-b/reflexion"]
+    # acc: 0.06 / (0.8 - 0.5) = 0.2; err: 2.0 / (10 - 5) = 0.4
+    assert a.lift == pytest.approx(0.3) and a.beat_rate == 0.5
+    assert a.repeat_rate == pytest.approx(1 / 6) and a.edit_rate == pytest.approx(3 / 4)
+    # acc had no baseline: only err counts for lift and beat; no edits at all
+    assert b.lift == pytest.approx(-0.2) and b.beat_rate == 0.0 and b.repeat_rate == 0.0 and b.edit_rate is None
+    for name in ("dummy", "hgb"):
+        s = systems[name]
+        assert (s.lift, s.beat_rate, s.repeat_rate, s.edit_rate) == (None, None, None, None)
+    acc_a = next(s for s in report.tasks if s.task == "acc" and s.system == "model-a/reflexion")
+    assert acc_a.lift == pytest.approx(0.2) and acc_a.beat_rate == 1.0 and acc_a.repeat_rate == 0.25
+
+
+def test_systems_table_shows_lift_columns_and_dashes_for_baselines():
+    text = format_report(build_report(lift_rows()))
+    assert "| mean rank | lift | beat baseline | repeats | edits applied |" in text
+    assert "| model-a/reflexion | 2 | 100% | 1.07 | 2.00 | 0.3 | 50% | 17% | 75% |" in text
+    assert "| model-b/reflexion | 2 | 50% | 0.6 | 2.50 | -0.2 | 0% | 0% | - |" in text
+    assert "| hgb | 2 | 100% | 1 | 2.00 | - | - | - | - |" in text
+    assert "| dummy | 2 | 100% | 0 | 3.50 | - | - | - | - |" in text
+    assert "lift: mean gain of the chosen solution over the harness's baseline on validation" in text
+    page = render_html(build_report(lift_rows()))
+    assert '>lift</th>' in page and '>edits applied</th>' in page and "units of (hgb - dummy)" in page
+
+
+def test_baseline_rows_never_get_a_lift_even_with_values_set():
+    rows = lift_rows()
+    for row in rows:
+        if row.kind == "baseline":
+            row.gain_validation, row.beat_baseline, row.model_attempts, row.repeats = 0.1, 1, 1, 1
+    hgb = by_system(build_report(rows))["hgb"]
+    assert (hgb.lift, hgb.beat_rate, hgb.repeat_rate) == (None, None, None)
+
+
+def test_old_rows_without_lift_fields_show_dashes():
+    text = format_report(build_report(toy_rows()))
+    assert "| model-a/reflexion | 2 | 100% | 1.07 | 2.00 | - | - | - | - |" in text

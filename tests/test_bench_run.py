@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from tabcoder.bench import BenchSettings, LocalExecutor, ResultStore, ensure_builtin_suite, load_suite, run_bench
-from tabcoder.bench.cells import CellOutcome, CellSpec
+from tabcoder.bench.cells import CellOutcome, CellSpec, attempt_counts
 from tabcoder.bench.executors import Executor
 from tabcoder.errors import ConfigError
+from tabcoder.journal import Attempt
 from tabcoder.prompting import fence
 
-# A "model" whose every answer is a script that submits the sample submission: valid on any task, fast.
+# A "model" whose script submits the sample submission: valid on any task, fast. The run's first step is the
+# harness's baseline script (attempt 0); reflexion then reflects on it (the first reply) and writes its one
+# attempt (the second reply), which the baseline beats.
 COPY_SAMPLE = 'import shutil\nshutil.copyfile("input/sample_submission.csv", "submission.csv")\n'
 COLUMNS = ("key", "status", "metric", "validation_score", "test_score", "valid", "attempts", "valid_attempts",
            "code_sha256")
@@ -34,7 +37,9 @@ def suite(tmp_path_factory):
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("replay") / "copy.jsonl"
-    path.write_text(json.dumps({"text": fence(COPY_SAMPLE), "prompt_tokens": 100, "completion_tokens": 20}) + "\n")
+    replies = [{"text": "A constant submission will not beat the baseline.", "prompt_tokens": 10, "completion_tokens": 5},
+               {"text": fence(COPY_SAMPLE), "prompt_tokens": 100, "completion_tokens": 20}]
+    path.write_text("".join(json.dumps(reply) + "\n" for reply in replies))
     return f"replay:{path}"
 
 
@@ -63,8 +68,12 @@ def test_local_bench_stores_every_cell(local_db):
     hgb, dummy = rows[("wine", "hgb")], rows[("wine", "dummy")]
     assert hgb.test_score > 0.8 and dummy.test_score < 0.4 and hgb.metric == "macro_f1"
     llm = next(r for (task, system), r in rows.items() if task == "iris" and system.endswith("/reflexion"))
-    assert llm.valid == 1 and llm.attempts == 1 and llm.tokens == 120 and llm.code == COPY_SAMPLE.strip()
-    assert llm.test_score == rows[("iris", "dummy")].test_score  # a constant submission scores like the dummy
+    assert llm.valid == 1 and llm.attempts == 2 and llm.tokens == 135  # the baseline plus the model's attempt
+    # the constant submission scores below the harness's baseline, so the baseline is the chosen solution
+    assert llm.chosen_by == "baseline" and llm.code != COPY_SAMPLE.strip() and llm.beat_baseline == 0
+    assert llm.gain_validation == 0.0 and llm.baseline_validation == llm.validation_score
+    assert (llm.model_attempts, llm.repeats, llm.edits, llm.edits_applied) == (1, 0, 0, 0)  # a whole script
+    assert all(r.chosen_by is None and r.model_attempts is None for r in rows.values() if r.kind == "baseline")
     assert json.loads(llm.config_json)["iterations"] == 1 and "python" in json.loads(llm.versions_json)
     for row in rows.values():
         run_dir = Path(row.run_dir)
@@ -97,6 +106,27 @@ def test_resume_reruns_running_and_failed_cells_only(local_db, suite, replay, tm
     changed = {k for k, r in rows.items() if (r.finished or "") + (r.run_dir or "") != finished[k]}
     assert changed == {keys[0], keys[1]}
     assert table(db) == table(local_db) | {k: table(db)[k] for k in changed}
+
+
+def journal_line(index: int, kind: str, parent: int | None = None, **fields) -> str:
+    return json.dumps(Attempt(index, parent, kind, [], "", "print(1)", **fields).to_dict()) + "\n"
+
+
+def test_attempt_counts_from_a_journal(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_text("".join([
+        journal_line(0, "baseline", edit_format="whole", valid=True),
+        journal_line(1, "draft", edit_format="whole"),
+        journal_line(2, "improve", 1, edit_format="search-replace", pending=True),
+        journal_line(2, "improve", 1, edit_format="search-replace", edit_error="SEARCH block not found"),
+        journal_line(3, "repair", 1, edit_format="functions"),
+        journal_line(4, "improve", 3, edit_format="whole", duplicate_of=1),  # a whole script is no edit
+        journal_line(5, "improve", 3, edit_format="search-replace", duplicate_of=3),
+        journal_line(6, "improve", 5, edit_format="search-replace", pending=True),  # never completed
+    ]))
+    assert attempt_counts(path) == {"model_attempts": 5, "repeats": 2, "edits": 3, "edits_applied": 2}
+    assert attempt_counts(tmp_path / "missing.jsonl") == dict.fromkeys(
+        ("model_attempts", "repeats", "edits", "edits_applied"))
 
 
 def test_cell_keys_depend_on_settings_that_change_results_only():

@@ -1,4 +1,4 @@
-"""The SQLite results store: migrations (upgrade from v1), the bench lock, bad files."""
+"""The SQLite results store: migrations (upgrade from v1 and v2), the bench lock, bad files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tabcoder.bench.store import SCHEMA_VERSION, BenchLock, ResultStore, migrate, schema_version
+from tabcoder.bench.store import SCHEMA_VERSION, BenchLock, CellResult, ResultStore, migrate, schema_version
 from tabcoder.errors import ConfigError
 
 CELL = {"key": "s/t/dummy/seed=0/abc", "suite": "s", "task": "t", "kind": "baseline", "model": "dummy",
@@ -27,14 +27,46 @@ def test_upgrade_from_v1_keeps_rows_and_adds_columns(tmp_path):
     path = tmp_path / "old.sqlite"
     make_v1_file(path)
     with ResultStore(path) as store:
-        assert store.version == SCHEMA_VERSION == 2
+        assert store.version == SCHEMA_VERSION == 3
         (row,) = store.rows()
         assert row.key == "k1" and row.test_score == 0.9 and row.status == "done"
         assert row.bench_id is None and row.code_sha256 is None  # columns added by v2
         bench = store.start_bench(command="tabcoder bench x", executor="local", workers=1, host="h", interrupted=0)
         assert store.commands() == ["tabcoder bench x"] and bench == 1
     versions = [v for (v,) in sqlite3.connect(path).execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
+
+
+LIFT_FIELDS = {"baseline_validation": 0.91, "chosen_by": "model", "beat_baseline": 1, "gain_validation": 0.03,
+               "gain_folds": 0.02, "model_attempts": 5, "repeats": 1, "edits": 3, "edits_applied": 2}
+
+
+def make_v2_file(path):
+    conn = sqlite3.connect(path)
+    assert migrate(conn, target=2) == 2
+    conn.execute("INSERT INTO cells (key, suite, task, kind, model, strategy, seed, config_hash, config_json, status, "
+                 "metric, greater_is_better, validation_score, test_score, valid, attempts, created, code) "
+                 "VALUES ('k2', 's', 't', 'llm', 'm', 'reflexion', 0, 'h', '{}', 'done', 'accuracy', 1, 0.8, 0.7, 1, "
+                 "4, 'then', 'print(1)')")
+    conn.commit()
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+    conn.close()
+    assert not columns & set(LIFT_FIELDS)  # a v2 file has none of the v3 columns
+
+
+def test_upgrade_from_v2_keeps_rows_and_round_trips_the_baseline_lift_columns(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    make_v2_file(path)
+    with ResultStore(path) as store:
+        assert store.version == 3
+        (row,) = store.rows()
+        assert (row.key, row.kind, row.validation_score, row.test_score, row.attempts, row.code) == (
+            "k2", "llm", 0.8, 0.7, 4, "print(1)")
+        assert all(getattr(row, name) is None for name in LIFT_FIELDS)  # unknown for a cell run before v3
+        store.record("k2", "done", CellResult(metric="accuracy", test_score=0.75, **LIFT_FIELDS))
+    with ResultStore(path) as store:
+        (row,) = store.rows()
+        assert {name: getattr(row, name) for name in LIFT_FIELDS} == LIFT_FIELDS and row.test_score == 0.75
 
 
 def test_fresh_file_is_at_the_latest_version_and_reopening_changes_nothing(tmp_path):

@@ -98,6 +98,11 @@ METRIC_IDEAS: dict[str, Idea] = {
     "mae": _LOG_TARGET,
 }
 
+#: The function of the baseline's scaffold (prompts/example.py.j2) each kind of listed idea changes.
+SCAFFOLD_FUNCTIONS = {"model": "make_model", "tuning": "make_model", "imbalance": "make_model",
+                      "ensemble": "make_model", "features": "add_features"}
+
+
 @dataclass(frozen=True)
 class Approach:
     """A model family a tree-search draft is asked to use: `estimator` is the constructor call to write."""
@@ -277,7 +282,8 @@ class PromptBuilder:
         """Ask for a new script given the previous one, its feedback, the reflections and the attempt history;
         an improvement step names one `idea` to apply. `edit_format`: what to reply with (tabcoder.edits)."""
         ask = self._render("revise.j2", feedback=feedback, failed=failed, reflections=reflections,
-                           history=history, idea=idea, edit_format=edit_format)
+                           history=history, idea=idea, edit_format=edit_format,
+                           function=self.edit_target(idea, code) if edit_format == "functions" else None)
         return self._messages(self.task_text, code, ask)
 
     # -- the calls of a tree search ------------------------------------------------------------------
@@ -301,7 +307,8 @@ class PromptBuilder:
         """Ask for one atomic change to a working script: `idea`, or without one a change of the model's
         own choice other than those `tried` on this script already."""
         ask = self._render("improve.j2", feedback=feedback, idea=idea, memory=memory, tried=list(tried),
-                           metric=self.task.metric_spec, edit_format=edit_format)
+                           metric=self.task.metric_spec, edit_format=edit_format,
+                           function=self.edit_target(idea, code) if edit_format == "functions" else None)
         return self._messages(self.task_text, code, ask)
 
     def memory(self, lines: list[str], best: str | None) -> str:
@@ -314,6 +321,13 @@ class PromptBuilder:
         installed = {line.split()[0] for line in installed_packages()}
         return [replace(a, estimator=a.estimator.format(kind=kind, linear=LINEAR_MODELS[kind]))
                 for a in DRAFT_APPROACHES if a.package is None or a.package in installed]
+
+    def edit_target(self, idea: str | None, code: str) -> str | None:
+        """The one function of the baseline's scaffold that the listed idea `idea` changes, when `code` still
+        defines it (a functions edit then asks for that function only); None for other ideas."""
+        found = next((i for i in self.ideas() if i.text == idea), None)
+        name = SCAFFOLD_FUNCTIONS.get(found.kind) if found is not None else None
+        return name if name is not None and re.search(rf"^def {name}\(", code, re.MULTILINE) else None
 
     def ideas(self) -> list[Idea]:
         """The single changes an improvement step proposes, in order."""
