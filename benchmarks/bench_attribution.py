@@ -118,7 +118,10 @@ def main() -> int:
             dummy, hgb = refs[r["task"]]
             if r.get("final_valid") and r.get("test_score") is not None and None not in (dummy, hgb) and hgb != dummy:
                 normalised.append((r["test_score"] - dummy) / (hgb - dummy))
-        total = lambda key: sum(r.get(key, 0) for r in mine)  # noqa: E731
+
+        def total(key: str, mine: list[dict] = mine) -> int:
+            return sum(r.get(key) or 0 for r in mine)
+
         beat = [r["beat_baseline"] for r in mine if "beat_baseline" in r]
         print(f"| {label} | {sum(bool(r.get('final_valid')) for r in mine)}/{len(mine)} | "
               f"{statistics.fmean(normalised) if normalised else float('nan'):.3f} | "

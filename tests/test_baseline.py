@@ -117,6 +117,9 @@ def test_attempt_0_is_the_baseline_and_an_edit_of_it_is_credited_to_the_model(tm
     assert meta["selection"]["method"] == "folds" and {c["attempt"] for c in meta["selection"]["candidates"]} == {0, 1}
     assert attribution == result.attribution.to_dict()
     assert attribution["baseline_validation"] == baseline["score"] and attribution["baseline_folds"] is not None
+    by_attempt = {c["attempt"]: c for c in meta["selection"]["candidates"]}
+    assert by_attempt[0]["gain_over_baseline"] == 0
+    assert by_attempt[1]["gain_over_baseline"] == pytest.approx(by_attempt[1]["mean"] - by_attempt[0]["mean"])
     if attribution["written_by"] == "model":
         assert attribution["text"].startswith("chosen: attempt 1, written by the model")
         assert "over the baseline on the confirmation folds" in attribution["text"]
@@ -198,3 +201,44 @@ def test_the_cli_takes_the_baseline_and_edit_options_and_refuses_an_unknown_form
     assert done.returncode == 2 and "diff" in done.stderr and "Traceback" not in done.stderr
     done = tabcoder("run", "--help", cwd=tmp_path)
     assert "--no-baseline" in done.stdout and "--edit-format" in done.stdout
+
+
+def test_a_functions_edit_asks_for_the_scaffold_function_the_idea_changes(tmp_path):
+    builder, _ = builder_for(WINE)
+    script = builder.example()
+    by_kind = {idea.kind: idea.text for idea in builder.ideas()}
+    assert builder.edit_target(by_kind["tuning"], script) == "make_model"
+    assert builder.edit_target(by_kind["features"], script) == "add_features"
+    assert builder.edit_target("use a neural network", script) is None, "an idea of the model's own names no function"
+    assert builder.edit_target(by_kind["tuning"], "import pandas as pd\nmodel = 1\n") is None, "a script without it"
+    ask = builder.improve(script, "ok", idea=by_kind["tuning"], memory="", edit_format="functions")[-1]["content"]
+    assert "only the complete new version of the function `make_model`" in ask
+    ask = builder.improve(script, "ok", idea=by_kind["tuning"], memory="", edit_format="search-replace")[-1]["content"]
+    assert "<<<<<<< SEARCH" in ask and "make_model`" not in ask
+
+
+def test_the_baseline_is_confirmed_beside_the_best_even_when_it_ranks_lower():
+    from tabcoder.journal import Attempt
+    from tabcoder.selection import _baseline_second
+
+    def attempt(index, score, kind="improve"):
+        return Attempt(index=index, parent=None, kind=kind, messages=[], response="", code="x", valid=True,
+                       score=score, metric="accuracy")
+
+    ranked = [attempt(3, 0.9), attempt(2, 0.8), attempt(1, 0.7), attempt(0, 0.6, "baseline")]
+    assert [a.index for a in _baseline_second(ranked)] == [3, 0, 2, 1]
+    top_baseline = [attempt(0, 0.95, "baseline"), attempt(1, 0.9)]
+    assert [a.index for a in _baseline_second(top_baseline)] == [0, 1]
+    assert [a.index for a in _baseline_second(ranked[:3])] == [3, 2, 1], "without a baseline the order stands"
+
+
+def test_without_the_example_the_model_drafts_from_scratch_and_is_still_measured_against_the_baseline(tmp_path):
+    variant = good_script().replace(BASELINE_MAKE_MODEL, "categorical_features=categorical, max_iter=30, random_state=0)")
+    backend = ScriptedBackend([fence(variant)])
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, show_example=False,
+                                        confirm_folds=0), backend=backend)
+    records = journal_records(result.run_dir)
+    assert [r["kind"] for r in records] == ["baseline", "draft"]
+    prompt = "\n".join(m["content"] for m in backend.history[0])
+    assert "def make_features" not in prompt, "the model is shown neither the example nor the baseline's code"
+    assert records[1]["gain"] == pytest.approx(records[1]["score"] - records[0]["score"])

@@ -88,7 +88,7 @@ def test_threshold_in_both_directions_and_what_each_example_holds(runs):
                    ("reg", "20261125-000002-reg", 1), ("cls", "20261125-000003-cls", 3),
                    ("cls", "20261125-000003-cls", 4), ("other", "20261125-000004-other", 1)}
     summary = result.summary
-    assert summary["dropped"] == {"model_filtered": 0, "pending": 1, "duplicate_of": 1, "invalid": 1,
+    assert summary["dropped"] == {"model_filtered": 0, "pending": 1, "baseline": 0, "duplicate_of": 1, "invalid": 1,
                                   "repair_excluded": 0, "below_threshold": 3, "duplicate": 1}
     assert summary["attempts_seen"] == 13 and summary["kept"] == 6 and summary["runs_read"] == 4
     assert summary["per_task"]["reg"]["best_score"] == 9.5 and summary["per_task"]["reg"]["metric"] == "rmse"
@@ -178,3 +178,20 @@ def test_cli_distill(runs, tmp_path):
     both = CliRunner().invoke(data_group, ["distill", str(runs), "--out", str(tmp_path / "y"), "--within", "0.2",
                                            "--all-valid"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_the_harness_baseline_is_not_training_data_and_an_applied_edit_is_learnt_as_the_edit(tmp_path):
+    baseline = attempt(0, "reg", 9.0, kind="baseline", code="import pandas as pd\nprint('baseline')\n")
+    baseline.messages, baseline.response, baseline.parent = [], "", None
+    edit_text = "<<<<<<< SEARCH\nprint('old')\n=======\nprint('new')\n>>>>>>> REPLACE"
+    edited = attempt(1, "reg", 9.5, kind="improve", code="import pandas as pd\nprint('new')\n",
+                     edit_format="search-replace")
+    edited.response = edit_text
+    make_run(tmp_path / "runs", "20261201-000001-reg", "reg", [baseline, edited])
+    make_run(tmp_path / "runs", "20261201-000002-cls", "cls", [attempt(1, "cls", 0.9)])
+    result = distill([tmp_path / "runs"], within=None)
+    assert result.summary["dropped"]["baseline"] == 1
+    kept = {(e.meta["task"], e.meta["attempt"]): e for e in result.train}
+    assert ("reg", 0) not in kept
+    assert kept[("reg", 1)].messages[-1]["content"] == edit_text, "the answer is the edit the prompt asked for"
+    assert kept[("cls", 1)].messages[-1]["content"].startswith("```python"), "a whole script stays a whole script"

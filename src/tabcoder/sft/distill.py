@@ -27,8 +27,10 @@ from tabcoder.sft.data import Example
 
 log = logging.getLogger(__name__)
 
-DROP_REASONS = ("model_filtered", "pending", "duplicate_of", "invalid", "repair_excluded", "below_threshold",
-                "duplicate")
+DROP_REASONS = ("model_filtered", "pending", "baseline", "duplicate_of", "invalid", "repair_excluded",
+                "below_threshold", "duplicate")
+#: Reply forms whose verified text is the model's edit of its parent, kept as the answer to learn.
+EDIT_FORMS = ("search-replace", "functions")
 
 
 @dataclass
@@ -151,6 +153,8 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         for attempt in run.attempts:
             if attempt.pending:
                 dropped["pending"] += 1
+            elif attempt.kind == "baseline":  # written by the harness: nothing the model said
+                dropped["baseline"] += 1
             elif attempt.duplicate_of is not None:
                 dropped["duplicate_of"] += 1
             elif not (attempt.valid and attempt.code and attempt.score is not None
@@ -190,7 +194,9 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         meta = {"task": run.task, "kind": attempt.kind, "run": run.path.name, "attempt": attempt.index,
                 "score": attempt.score, "metric": attempt.metric, "model": run.model}
         messages = [dict(m) for m in attempt.messages]
-        messages.append({"role": "assistant", "content": fence(code)})
+        # an edit that applied is learnt as the edit the prompt asked for; anything else as the whole script
+        answer = attempt.response.strip() if attempt.edit_format in EDIT_FORMS else fence(code)
+        messages.append({"role": "assistant", "content": answer})
         try:
             example = Example.checked(messages, meta, f"{run.path / 'journal.jsonl'} attempt {attempt.index}")
         except ConfigError as exc:

@@ -333,6 +333,14 @@ class SearchStrategy:
     def elapsed(self) -> float:
         return self.clock() - self.budget.started
 
+    def _buildable(self, journal: Journal) -> list[Attempt]:
+        """The complete attempts the model is shown and builds on: all of them, or all but the harness's
+        baseline when the prompt hides the example (`--no-example`): the model then works from scratch, and
+        the harness still measures every attempt against the baseline."""
+        if self.builder.show_example:
+            return list(journal.attempts)
+        return [a for a in journal.attempts if a.kind != "baseline"]
+
     def _stop_reason(self, journal: Journal) -> str | None:
         return self.budget.exhausted(journal, self.clock(), reserve=average_attempt_seconds(journal))
 

@@ -59,7 +59,7 @@ class Reflexion(SearchStrategy):
             script = edited_script(base, journal)
             messages = self.builder.revise(shown_code(base, journal), base.feedback, failed=failed,
                                            reflections=self._memory(journal),
-                                           history=summarise(journal.attempts, HISTORY_LINES), idea=idea,
+                                           history=summarise(self._buildable(journal), HISTORY_LINES), idea=idea,
                                            edit_format=self.edit_format if script is not None else "whole")
         attempt = self._write(index, parent, kind, messages, calls, started=started, idea=idea, base=script,
                               idea_source=source, history=journal.attempts)
@@ -70,10 +70,12 @@ class Reflexion(SearchStrategy):
     def _base(self, journal: Journal) -> Attempt | None:
         """The attempt the next step starts from; None: write a first draft (also when the harness's baseline
         failed: the model is not asked to repair the harness's script)."""
-        attempts = [a for a in journal.attempts if a.kind != "baseline" or a.valid]
+        attempts = [a for a in self._buildable(journal) if a.kind != "baseline" or a.valid]
         if not attempts:
             return None
-        last, best = attempts[-1], journal.best()
+        valid = [a for a in attempts if a.valid]
+        last = attempts[-1]
+        best = max(valid, key=lambda a: (a.score_value, -a.index)) if valid else None
         if last.duplicate_of is not None and best is not None:
             return best
         if last.valid or best is None:

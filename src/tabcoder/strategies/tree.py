@@ -67,7 +67,7 @@ class TreeSearch(SearchStrategy):
                 return reason
 
     def _plan(self, journal: Journal, number: int) -> _Round:
-        view = TreeView(list(journal.attempts), self.drafts, self.debug_depth,
+        view = TreeView(self._buildable(journal), self.drafts, self.debug_depth,
                         max_improvements=len(self.builder.ideas()) + self.free_changes)
         best = view.best()
         memory = self.builder.memory(summarise(view.attempts, self.memory_size, name="node"),
