@@ -106,8 +106,8 @@ def _rank_confirmed(ranked: list[Attempt], top: list[Attempt], scores: dict[int,
                            "mean": mean.value, "std": statistics.pstdev(numbers) if ok else None, "ok": ok})
     baseline = confirmed.get(next((a.index for a in top if a.kind == "baseline"), -1))
     for attempt, candidate in zip(top, candidates):  # each candidate's gain over the baseline on the same folds
-        mean = confirmed.get(attempt.index)
-        candidate["gain_over_baseline"] = None if mean is None or baseline is None else mean.gain_over(baseline)
+        own = confirmed.get(attempt.index)
+        candidate["gain_over_baseline"] = None if own is None or baseline is None else own.gain_over(baseline)
     good = sorted((a for a in top if a.index in confirmed), key=lambda a: confirmed[a.index], reverse=True)
     failed = [a for a in top if a.index not in confirmed]
     order = good + [a for a in ranked if a not in top] + failed
