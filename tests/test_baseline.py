@@ -99,8 +99,8 @@ def test_attempt_0_is_the_baseline_and_an_edit_of_it_is_credited_to_the_model(tm
             "    return HistGradientBoostingClassifier(categorical_features=categorical, max_iter=50, "
             "learning_rate=0.3, random_state=0)\n>>>>>>> REPLACE\n")
     backend = ScriptedBackend([REFLECTION, edit])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, confirm_folds=2),
-                 backend=backend)
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, confirm_folds=2,
+                                        edit_format="search-replace"), backend=backend)
     records = journal_records(result.run_dir)
     baseline, model = records[0], records[1]
     assert baseline["index"] == 0 and baseline["kind"] == "baseline" and baseline["calls"] == []
@@ -159,7 +159,9 @@ def test_an_edit_that_does_not_apply_is_precise_feedback_and_the_repair_edits_th
     assert not (result.run_dir / "attempts" / "001").exists(), "nothing to run"
     assert repair["kind"] == "repair" and repair["parent"] == 1 and repair["valid"]
     assert "max_iter=20" in repair["code"] and repair["code"].startswith("import numpy as np")
-    shown = backend.history[3][2]["content"]
+    repair_prompt = backend.history[3]
+    assert [m["role"] for m in repair_prompt] == ["system", "user"], "an edit is asked for with the script in the user's turn"
+    shown = repair_prompt[1]["content"].split("# The current script", 1)[1]
     assert "HistGradientBoostingClassifier(" + BASELINE_MAKE_MODEL in shown, "the repair is shown the unchanged script"
 
 
@@ -242,3 +244,17 @@ def test_without_the_example_the_model_drafts_from_scratch_and_is_still_measured
     prompt = "\n".join(m["content"] for m in backend.history[0])
     assert "def make_features" not in prompt, "the model is shown neither the example nor the baseline's code"
     assert records[1]["gain"] == pytest.approx(records[1]["score"] - records[0]["score"])
+
+
+def test_the_default_asks_for_the_function_an_idea_changes_and_takes_it_back_into_the_script(tmp_path):
+    reply = ("```python\ndef make_model(categorical):\n    return HistGradientBoostingClassifier(categorical_features="
+             "categorical, max_iter=40, random_state=0)\n```")
+    backend = ScriptedBackend(["It looks fine.", reply])
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, confirm_folds=0), backend=backend)
+    records = journal_records(result.run_dir)
+    assert RunConfig().edit_format == "functions"
+    ask = backend.history[1][-1]["content"]
+    assert records[1]["idea_source"] == "harness" and "only the complete new version of the function `make_model`" in ask
+    assert records[1]["edit_format"] == "functions" and records[1]["valid"]
+    assert records[1]["code"] == good_script().replace(BASELINE_MAKE_MODEL, "categorical_features=categorical, "
+                                                       "max_iter=40, random_state=0)")

@@ -198,7 +198,7 @@ def test_kill_while_the_model_writes_then_resume(tmp_path, fake_openai, case):
         fake.reply("text", text)
     fake.reply("hang", 120)
     fake.always("status", 400)  # a request nobody expected fails the run instead of hanging it
-    process = start(tmp_path, "--model", "openai:m", "--base-url", fake.base_url, "--strategy", strategy,
+    process = start(tmp_path, "--model", "openai:m", "--base-url", fake.base_url, "--no-baseline", "--strategy", strategy,
                     "--iterations", GENERATION_ATTEMPTS, "--workers", 2, "--confirm-folds", 0)
     try:
         wait_until(lambda: len(fake.requests) > len(answered), process, tmp_path, "the request that hangs")

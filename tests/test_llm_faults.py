@@ -18,7 +18,7 @@ FAST_RETRIES = {"TABCODER_LLM_RETRIES": "1"}
 
 
 def variant(n: int) -> str:
-    return fence(good_script().replace("200", str(100 + n)))
+    return fence(good_script().replace("import pandas as pd", f"import pandas as pd\nVARIANT = {n}", 1))
 
 
 def run_cli(*args: object, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -26,7 +26,7 @@ def run_cli(*args: object, env: dict | None = None, timeout: float = 300) -> sub
 
 
 def run_against(fake, tmp_path: Path, *extra: object, iterations: int = 3, env: dict | None = None):
-    done = run_cli("run", WINE, "--model", "openai:fake", "--base-url", fake.base_url, "--iterations", iterations,
+    done = run_cli("run", WINE, "--model", "openai:fake", "--base-url", fake.base_url, "--no-baseline", "--iterations", iterations,
                    "--timeout", "60", "--confirm-folds", "0", "--out", tmp_path / "runs", "--json", *extra, env=env)
     summary = json.loads(done.stdout) if done.stdout.strip() else None
     return done, summary

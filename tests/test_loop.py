@@ -72,7 +72,7 @@ def test_broken_code_is_repaired_after_reflection(tmp_path):
     messages = revise_prompt["messages"] if isinstance(revise_prompt, dict) else revise_prompt
     last = messages[-1]["content"]
     assert "cultivarr" in last and REFLECTION in last
-    assert any("cultivarr" in m["content"] for m in messages if m["role"] == "assistant")
+    assert "TARGET = 'cultivarr'" in "\n".join(m["content"] for m in messages), "the failed script is shown"
 
 
 def test_malformed_submission_becomes_precise_feedback(tmp_path):
@@ -179,7 +179,7 @@ def test_a_repeated_script_is_not_run_again_and_the_next_idea_is_asked_for(tmp_p
 
 
 def test_every_call_gets_its_own_seed(tmp_path):
-    result, backend = run_scripted(tmp_path, [good_script(), REFLECTION, good_script().replace("200", "100")],
+    result, backend = run_scripted(tmp_path, [good_script(), REFLECTION, good_script().replace("import pandas as pd", "import pandas as pd\nVARIANT = 2", 1)],
                                    iterations=2)
     seeds = [call.options["seed"] for call in backend.history]
     assert len(set(seeds)) == len(seeds) == 3

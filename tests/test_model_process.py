@@ -153,7 +153,7 @@ def model_children(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL])
 def test_a_model_crash_mid_run_is_one_error_line_and_resume_finishes_the_run(tmp_path, sig):
-    command = [sys.executable, "-m", "tabcoder.cli", "run", str(WINE), "--model", TINY, "--iterations", "3",
+    command = [sys.executable, "-m", "tabcoder.cli", "run", str(WINE), "--model", TINY, "--no-baseline", "--iterations", "3",
                "--max-tokens", "96", "--n-ctx", "4096", "--timeout", "60", "--confirm-folds", "0",
                "--out", str(tmp_path / "runs"), "--json"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

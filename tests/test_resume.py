@@ -118,7 +118,8 @@ def test_ctrl_c_refits_the_best_so_far_and_resume_finishes_the_run(tmp_path):
 
 def test_a_finished_run_can_be_extended_and_seeds_continue(tmp_path):
     script = good_script()
-    answers = [fence(script.replace("200", str(n))) for n in (101, 102, 103, 104)]
+    answers = [fence(script.replace("import pandas as pd", f"import pandas as pd\nVARIANT = {n}", 1))
+               for n in (101, 102, 103, 104)]
     first_backend = ScriptedBackend(answers[:2] + ["reflection 1"])
     first = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=2, timeout=60, seed=5, confirm_folds=0),
                 backend=first_backend)

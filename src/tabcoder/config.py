@@ -56,7 +56,7 @@ class RunConfig:
     use_description: bool = True
     show_example: bool = True
     baseline: bool = True  # run the harness's baseline script as attempt 0 (no model call)
-    edit_format: str = "search-replace"  # what an improvement or repair step asks for
+    edit_format: str = "functions"  # what an improvement or repair step asks for (chosen by measurement)
     caafe: int = 0  # CAAFE feature proposals before code generation (0: no CAAFE stage)
     caafe_prompt: str = "usage"  # how the solution prompt presents them: none | example | usage
     # tree search (strategy "tree") and parallel evaluation

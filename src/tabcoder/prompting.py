@@ -196,6 +196,7 @@ class PromptBuilder:
     show_example: bool = True
     guidance: str = ""  # an extra section, e.g. CAAFE's accepted features (tabcoder.caafe.solution_guidance)
     uses_features: bool = False  # the example calls add_features (CAAFE "usage" with features kept)
+    script_in_user: bool = False  # show the script to change in the user's turn, not as the model's own reply
 
     def __post_init__(self) -> None:
         self._env = _env()
@@ -336,6 +337,12 @@ class PromptBuilder:
         return ([extra] if extra else []) + IMPROVEMENT_IDEAS[kind]
 
     def _messages(self, task_text: str, code: str | None = None, ask: str | None = None) -> Messages:
+        """The chat messages of a call. The script to change follows the task as the model's own earlier reply,
+        or with `script_in_user` inside the user's turn ("# The current script"): a small model shown its
+        own reply tends to send it back unchanged, where an edit is asked for."""
+        if code is not None and self.script_in_user and self.style != "single":
+            user = f"{task_text}\n\n# The current script\n{fence(code)}" + (f"\n\n{ask}" if ask else "")
+            return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
         if self.style == "single":
             parts = [self.system, task_text]
             if code is not None:

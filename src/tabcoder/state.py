@@ -65,7 +65,7 @@ class RunState:
         self.builder = PromptBuilder(task, profile, timeout=config.timeout, style=config.prompt_style,
                                      use_description=config.use_description, show_example=config.show_example,
                                      guidance=solution_guidance(self.caafe, config.caafe_prompt),
-                                     uses_features=uses_features)
+                                     uses_features=uses_features, script_in_user=config.edit_format != "whole")
         return self.builder
 
     def _caafe(self) -> CaafeResult:

@@ -301,7 +301,7 @@ class SearchStrategy:
     memory_size: int = 5
     reflection_tokens: int = 256
     baseline: bool = False  # run the builder's example script as attempt 0 before the search
-    edit_format: str = "search-replace"  # what improvement and repair steps ask for (tabcoder.edits)
+    edit_format: str = "functions"  # what improvement and repair steps ask for (tabcoder.edits)
     pool: EvaluationPool | None = None  # None: evaluate in the calling thread
     clock: Callable[[], float] = time.monotonic
     on_event: EventHandler = _no_events
