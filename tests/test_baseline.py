@@ -18,7 +18,8 @@ from tabcoder.errors import ConfigError
 from tabcoder.evaluation import evaluate, prepare_workspace
 from tabcoder.grading import make_split
 from tabcoder.profile import profile_task
-from tabcoder.prompting import PromptBuilder, fence, proposed_change
+from tabcoder.ideas import proposed_change
+from tabcoder.prompting import PromptBuilder, fence
 from tabcoder.runner import run
 from tabcoder.sandbox import LocalSandbox
 from tabcoder.strategies.common import MAX_HEAT

@@ -14,7 +14,7 @@ from tabcoder import RunConfig, run
 from tabcoder.backends import ScriptedBackend
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt
-from tabcoder.prompting import IMPROVEMENT_IDEAS, METRIC_IDEAS
+from tabcoder.ideas import IMPROVEMENT_IDEAS, METRIC_IDEAS
 from tabcoder.strategies.common import summarise
 from tabcoder.strategies.policy import Action, GreedyPolicy, TreeView, UCBPolicy, make_policy
 

@@ -1,7 +1,6 @@
 """Prompts: render the template files in `prompts/` into chat messages, and pull code out of replies.
 
-Also the fixed choices a search offers the model: draft `Approach`es and improvement `Idea`s (structured
-records; the text shown to the model is one of their fields, never parsed back).
+Also the draft `Approach`es a tree search offers the model (the improvement `Idea`s are in `tabcoder.ideas`).
 
 The stable part of every prompt (system text, task, data profile, rules, example) comes first and is
 identical across the calls of a run, so llama.cpp's prefix cache only has to read it once.
@@ -21,6 +20,7 @@ from importlib import resources
 import jinja2
 
 from tabcoder.baseline import BaselinePlan
+from tabcoder.ideas import IMPROVEMENT_IDEAS, METRIC_IDEAS, SCAFFOLD_FUNCTIONS, Idea
 from tabcoder.profile import DataProfile, describe_submission, installed_packages
 from tabcoder.task import Task, description_for_prompt
 
@@ -36,71 +36,6 @@ METRIC_TIPS: dict[str, str] = {
     "rmsle": "The metric is on a log scale: train on numpy.log1p(target) and predict numpy.expm1(prediction); predictions must not be negative.",
     "mae": "The metric is the mean absolute error: a loss that is robust to outliers can help.",
 }
-
-
-@dataclass(frozen=True)
-class Idea:
-    """One single change an improvement step can ask for. `text` is what the model is shown (and what the
-    journal records as the attempt's idea); `kind` says what the change is ("model", "tuning", "features",
-    "ensemble", "imbalance", "target"), and for a "model" change `target` is the estimator class it brings
-    in, so that the idea is skipped for a script that already uses that class."""
-
-    kind: str
-    text: str
-    target: str | None = None
-
-    @classmethod
-    def replace_model(cls, module: str, estimator: str) -> Idea:
-        """The change to `module.estimator`, e.g. ("sklearn.ensemble", "HistGradientBoostingClassifier(...)")."""
-        return cls("model", f"Replace the model with {module}.{estimator}.", target=estimator.split("(", 1)[0])
-
-    def applies_to(self, code: str | None) -> bool:
-        """False when the idea asks for a model class that `code` already uses."""
-        return not code or self.kind != "model" or self.target is None or self.target not in code
-
-    def __str__(self) -> str:
-        return self.text
-
-
-_TUNING = Idea("tuning", "Tune the main hyperparameters of the model (for example more trees or iterations, a smaller "
-                         "learning rate, a limit on depth or a minimum number of samples per leaf).")
-_LOG_TARGET = Idea("target", "If the target is positive and skewed, train on numpy.log1p(target) and predict "
-                             "numpy.expm1(prediction).")
-_BALANCED = Idea("imbalance", "Handle the class imbalance: use class_weight=\"balanced\".")
-
-#: Generic single changes for an improvement step, tried in order (metric-specific ones first).
-IMPROVEMENT_IDEAS: dict[str, list[Idea]] = {
-    "classification": [
-        Idea.replace_model("sklearn.ensemble",
-                           "HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=0)"),
-        _TUNING,
-        Idea("features", "Add a few new features computed from existing columns (ratios, differences, products, or "
-                         "counts) that could plausibly help predict the target."),
-        Idea("ensemble", "Average the predicted probabilities of two different models (for example gradient boosting "
-                         "and a random forest or a logistic regression on scaled features)."),
-    ],
-    "regression": [
-        Idea.replace_model("sklearn.ensemble",
-                           "HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)"),
-        _TUNING,
-        Idea("features", "Add a few new features computed from existing columns (ratios, differences, products, or "
-                         "logs) that could plausibly help predict the target."),
-        Idea("ensemble", "Average the predictions of two different models (for example gradient boosting and a "
-                         "random forest)."),
-    ],
-}
-METRIC_IDEAS: dict[str, Idea] = {
-    "f1": Idea("imbalance", "Handle the class imbalance: use class_weight=\"balanced\" (or choose the probability "
-                            "threshold that maximises F1 on a held-out part of train)."),
-    "macro_f1": _BALANCED,
-    "balanced_accuracy": _BALANCED,
-    "rmse": _LOG_TARGET,
-    "mae": _LOG_TARGET,
-}
-
-#: The function of the baseline's scaffold (prompts/example.py.j2) each kind of listed idea changes.
-SCAFFOLD_FUNCTIONS = {"model": "make_model", "tuning": "make_model", "imbalance": "make_model",
-                      "ensemble": "make_model", "features": "add_features"}
 
 
 @dataclass(frozen=True)
@@ -377,24 +312,6 @@ def without_example(messages: Messages) -> Messages | None:
             content = stripped
         out.append({**message, "content": content})
     return out if changed else None
-
-
-_CHANGE_LINE = re.compile(r"^[\s*_>#-]*change[\s*_]*:[\s*_]*(.+?)[\s*_`]*$", re.IGNORECASE | re.MULTILINE)
-MAX_IDEA_CHARS = 300
-
-
-def proposed_change(reflection: str | None) -> str | None:
-    """The change a reflection names on its `Change:` line (the last one), or None."""
-    found = _CHANGE_LINE.findall(reflection or "")
-    if not found:
-        return None
-    text = found[-1].strip().strip("`\"'").strip()
-    return text[:MAX_IDEA_CHARS] if len(text) >= 8 else None
-
-
-def normalise_idea(text: str) -> str:
-    """An idea's words, lower case, without punctuation: two ideas equal under this ask for the same change."""
-    return " ".join(re.findall(r"[a-z0-9_]+", text.lower()))
 
 
 def _python_value(value: object) -> object:

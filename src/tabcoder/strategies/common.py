@@ -1,6 +1,6 @@
 """What every search strategy shares: budgets, model calls with a fresh seed each, turning a reply into a
 journal record (no code / repeated script / run and graded), and attempt summaries. (The improvement ideas
-themselves, and whether one applies to a script, are `prompting.Idea`s.)
+themselves, and whether one applies to a script, are `tabcoder.ideas.Idea`s.)
 
 A strategy decides *what* to ask the model next (`SearchStrategy._search`); this module is how an
 attempt is made and recorded, so Reflexion and the tree search spend budgets, seed calls, detect

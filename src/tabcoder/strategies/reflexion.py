@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tabcoder.journal import Attempt, Journal, LLMCall
-from tabcoder.prompting import normalise_idea, proposed_change
+from tabcoder.ideas import normalise_idea, proposed_change
 from tabcoder.strategies.common import (
     NO_CODE_FEEDBACK,
     SearchStrategy,
