@@ -259,3 +259,17 @@ def test_the_default_asks_for_the_function_an_idea_changes_and_takes_it_back_int
     assert records[1]["edit_format"] == "functions" and records[1]["valid"]
     assert records[1]["code"] == good_script().replace(BASELINE_MAKE_MODEL, "categorical_features=categorical, "
                                                        "max_iter=40, random_state=0)")
+
+
+def test_a_run_recorded_before_the_baseline_existed_resumes_without_one(tmp_path):
+    from tabcoder.runner import resume
+
+    first = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, baseline=False, confirm_folds=0),
+                backend=ScriptedBackend([fence(good_script())]))
+    meta_path = first.run_dir / "run.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["baseline"], meta["config"]["edit_format"]  # as such a run.json was written
+    meta_path.write_text(json.dumps(meta))
+    variant = good_script().replace(BASELINE_MAKE_MODEL, "categorical_features=categorical, max_iter=30, random_state=0)")
+    result = resume(first.run_dir, backend=ScriptedBackend(["Fine.", fence(variant)]), iterations=2)
+    assert [r["index"] for r in journal_records(result.run_dir)] == [1, 2], "no attempt 0 was added"

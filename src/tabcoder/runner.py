@@ -206,7 +206,10 @@ def _resumed_config(meta: dict, overrides: dict) -> RunConfig:
     if fixed:
         raise ConfigError(f"resume cannot change {', '.join(fixed)}: they define the run. It can change "
                           f"{', '.join(RESUMABLE)}; start a new run to change the others.")
-    return replace(RunConfig.from_dict(meta["config"]), **changed)
+    recorded = dict(meta["config"])
+    recorded.setdefault("baseline", False)  # a run from before attempt 0 existed goes on without one
+    recorded.setdefault("edit_format", "whole")  # ... and with the whole scripts it asked for
+    return replace(RunConfig.from_dict(recorded), **changed)
 
 
 def _resumed_task(meta: dict, config: RunConfig) -> Task:
