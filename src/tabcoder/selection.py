@@ -1,7 +1,7 @@
 """Choosing the final attempt: the best few by validation score are re-scored on K folds of all labelled
 rows, and the one with the best mean fold score comes first, so a lucky split cannot decide alone. The
-harness's baseline (attempt 0) is always among those confirmed, second after the best, so that what a run
-says about beating it is measured on the folds.
+harness's baseline (attempt 0) is second in line, after the best, so that whenever the folds run, what a
+run says about beating it is measured on them.
 
 Scope: `Selection` (the order in which attempts are tried for the final refit, and why) and `select`.
 Confirmation runs as many candidates as the time plan leaves room for (`TimePlan.affordable`); with fewer

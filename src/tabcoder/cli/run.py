@@ -50,7 +50,7 @@ def finish(result) -> None:
 @click.argument("task", type=click.Path(path_type=Path))
 @task_options
 @model_options
-@click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum number of attempts.")
+@click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum number of model attempts (the baseline is not one).")
 @click.option("--time-budget", help="Stop starting new attempts after this long, e.g. 600, 10m, 1h.")
 @click.option("--token-budget", type=int, help="Stop after this many LLM tokens (prompt + completion).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=RunConfig.strategy, show_default=True,
