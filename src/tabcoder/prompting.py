@@ -235,7 +235,7 @@ class PromptBuilder:
               edit_format: str = "whole") -> Messages:
         """Ask for the smallest fix of a failed script."""
         ask = self._render("debug.j2", feedback=feedback, reflection=reflection, memory=memory,
-                           edit_format=edit_format)
+                           edit_format=edit_format, function=None)
         return self._messages(self.task_text, code, ask)
 
     def improve(self, code: str, feedback: str, *, idea: str | None, memory: str,
