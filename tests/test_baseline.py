@@ -159,7 +159,7 @@ def test_an_edit_that_does_not_apply_is_precise_feedback_and_the_repair_edits_th
     assert failed["feedback"].startswith("Your edit could not be applied, so the script above is unchanged")
     assert not (result.run_dir / "attempts" / "001").exists(), "nothing to run"
     assert repair["kind"] == "repair" and repair["parent"] == 1 and repair["valid"]
-    assert "max_iter=20" in repair["code"] and repair["code"].startswith("import numpy as np")
+    assert "max_iter=20" in repair["code"] and repair["code"].startswith("import joblib\nimport numpy as np")
     repair_prompt = backend.history[3]
     assert [m["role"] for m in repair_prompt] == ["system", "user"], "an edit is asked for with the script in the user's turn"
     shown = repair_prompt[1]["content"].split("# The current script", 1)[1]

@@ -25,6 +25,8 @@ from tabcoder.task import Task
 
 SCRIPT_NAME = "solution.py"
 SUBMISSION_NAME = "submission.csv"
+#: The fitted model a solution may save beside its submission (the baseline's scaffold does).
+MODEL_FILE = "model.joblib"
 
 T = TypeVar("T")
 
@@ -58,11 +60,14 @@ class Evaluation:
 
 
 def evaluate(code: str, workspace: Path, *, task: Task, labels: pd.Series | None, sandbox: Sandbox,
-             timeout: float) -> Evaluation:
-    """Write `code` into `workspace`, run it, and grade `submission.csv` against `labels` (if given)."""
+             timeout: float, keep_model: bool = False) -> Evaluation:
+    """Write `code` into `workspace`, run it, and grade `submission.csv` against `labels` (if given). The
+    fitted model a script saves (`model.joblib`) is deleted unless `keep_model` (the final refit keeps it)."""
     script = Path(workspace) / SCRIPT_NAME
     script.write_text(code, encoding="utf-8")
     result = sandbox.run(script, Path(workspace), timeout=timeout)
+    if not keep_model:
+        (Path(workspace) / MODEL_FILE).unlink(missing_ok=True)
     if not result.ok:
         return Evaluation(result, None)
     if labels is None:

@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from typing import cast
 from pathlib import Path
 
+import pandas as pd
+
 from tabcoder.evaluation import SCRIPT_NAME, SUBMISSION_NAME, evaluate, feedback_for, prepare_workspace
 from tabcoder.events import FinalEnd, FinalStart, emit_event
 from tabcoder.grading import check_submission, grade_submission, make_sample_submission
+from tabcoder.grading.formatting import format_problems, render_submission
 from tabcoder.journal import Attempt
 from tabcoder.metrics import Score
 from tabcoder.state import RunState
+from tabcoder.task import Task
 
 FINAL_CANDIDATES = 3
 
@@ -33,6 +37,7 @@ class FinalOutcome:
     submission: Path | None = None
     solution: Path | None = None
     test_score: Score | None = None
+    formatting: str | None = None  # what the harness changed when it wrote the final file in the task's format
 
 
 def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
@@ -56,11 +61,12 @@ def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
                           description=task.description)
         emit_event(state.emit, FinalStart(attempt=attempt, workspace=workspace))
         timeout = state.plan.refit_timeout(attempt)
-        evaluation = evaluate(state.script(cast(str, attempt.code)), workspace, task=task, labels=None, sandbox=state.sandbox,
-                              timeout=timeout)
+        evaluation = evaluate(state.script(cast(str, attempt.code)), workspace, task=task, labels=None,
+                              sandbox=state.sandbox, timeout=timeout, keep_model=True)
+        aligned = None
         if evaluation.result.ok:
-            _, problems = check_submission(workspace / SUBMISSION_NAME, task=task,
-                                           expected_ids=task.test[task.id_column])
+            aligned, problems = check_submission(workspace / SUBMISSION_NAME, task=task,
+                                                 expected_ids=task.test[task.id_column])
         else:
             problems = [feedback_for(evaluation, timeout=timeout, memory_mb=state.config.memory_mb)]
         emit_event(state.emit, FinalEnd(attempt=attempt, ok=not problems, problems=problems,
@@ -72,8 +78,34 @@ def finalize(state: RunState, candidates: list[Attempt]) -> FinalOutcome:
             workspace.rename(run_dir / "best")
             workspace = run_dir / "best"
         submission = run_dir / SUBMISSION_NAME
-        shutil.copyfile(workspace / SUBMISSION_NAME, submission)
+        formatting = _write_formatted(cast(pd.DataFrame, aligned), task, workspace / SUBMISSION_NAME, submission)
+        if formatting.problems:
+            return FinalOutcome(False, formatting.problems, attempt)
         test_score = (grade_submission(submission, task=task, labels=state.answers).score
                       if state.answers is not None else None)
-        return FinalOutcome(True, [], attempt, submission, workspace / SCRIPT_NAME, test_score)
+        return FinalOutcome(True, [], attempt, submission, workspace / SCRIPT_NAME, test_score, formatting.note)
     return FinalOutcome(False, problems, candidates[0])
+
+
+@dataclass
+class Formatting:
+    note: str | None  # what the harness changed in the script's file, None when nothing
+    problems: list[str]  # where the written file departs from the format (a harness fault; never expected)
+
+
+def _write_formatted(aligned: pd.DataFrame, task: Task, written: Path, submission: Path) -> Formatting:
+    """Write the final file in the task's format (`grading.formatting`) and check it; say what changed."""
+    data = render_submission(aligned, task)
+    submission.write_bytes(data)
+    problems = format_problems(submission, task)
+    problems += check_submission(submission, task=task, expected_ids=task.test[task.id_column])[1] \
+        if task.test is not None else []
+    if problems:
+        return Formatting(None, [f"the final {SUBMISSION_NAME} does not match the submission format: {p}"
+                                 for p in problems])
+    if written.read_bytes() == data:
+        return Formatting(None, [])
+    fmt = task.output_format
+    return Formatting(f"{SUBMISSION_NAME} holds the script's predictions written by the harness in the format of "
+                      f"{fmt.source} (its columns, id order and spelling, and value spelling); the script's own "
+                      f"file is best/{SUBMISSION_NAME}", [])

@@ -61,7 +61,9 @@ def task_summary(task: Task) -> dict:
             "id_generated": task.id_generated, "task_type": task.task_type, "metric": task.metric,
             "positive_label": None if task.positive_label is None else str(task.positive_label),
             "classes": None if task.classes is None else [str(c) for c in task.classes],
-            "n_train": len(task.train), "n_test": 0 if task.test is None else len(task.test), "notes": task.notes}
+            "n_train": len(task.train), "n_test": 0 if task.test is None else len(task.test), "notes": task.notes,
+            "submission_columns": list(task.submission_columns), "feature_columns": task.feature_columns,
+            "submission_format": task.output_format.to_dict()}
 
 
 def write_json(path: Path, data: dict) -> None:

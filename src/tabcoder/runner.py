@@ -27,6 +27,7 @@ from tabcoder.attribution import Attribution, attribute
 from tabcoder.backends import Backend, ReplayBackend, get_backend
 from tabcoder.budget import Budget
 from tabcoder.config import RunConfig
+from tabcoder.deliverable import Scores, prediction_mode, write_predict_entry, write_readme
 from tabcoder.errors import ConfigError, LLMError, RunDirError
 from tabcoder.evaluation import Evaluation, EvaluationPool, evaluate, feedback_for, prepare_workspace
 from tabcoder.events import Interrupted, Report, Resume, RunEnd, RunStart, SearchCut, emit_event
@@ -79,6 +80,15 @@ class Result:
     selection: dict | None = None  # how the final attempt was chosen (see `Selection.to_dict`)
     cut_short: str | None = None  # why the model stopped the search early (retries spent, process died)
     attribution: Attribution | None = None  # who wrote the chosen solution, and its gain over the baseline
+    formatting: str | None = None  # what the harness changed when it wrote submission.csv in the task's format
+    prediction_mode: str | None = None  # how best/predict.py predicts new rows: "saved model" or "re-run"
+
+    def predict(self, data: Any, **options: Any) -> Any:
+        """Predictions of the delivered solution for new rows (a DataFrame or a table file); see
+        `tabcoder.prediction.Solution.predict`."""
+        from tabcoder.prediction import load
+
+        return load(self.run_dir).predict(data, **options)
 
     @property
     def exit_code(self) -> int:
@@ -115,6 +125,8 @@ class Result:
             "stop_reason": self.stop_reason,
             "cut_short": self.cut_short,
             "attribution": None if self.attribution is None else self.attribution.to_dict(),
+            "formatting": self.formatting,
+            "prediction_mode": self.prediction_mode,
             "attempts": self.attempts,
             "valid_attempts": self.valid_attempts,
             "tokens": self.tokens,
@@ -305,7 +317,10 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: Fi
         tokens=journal.tokens, seconds=state.clock() - state.started,
         confirmed_score=selection.confirmed.get(chosen.index) if chosen else None,
         selection=selection.to_dict(), cut_short=cut_short,
-        attribution=attribute(chosen, journal, selection.confirmed, baseline_enabled=state.config.baseline))
+        attribution=attribute(chosen, journal, selection.confirmed, baseline_enabled=state.config.baseline),
+        formatting=final.formatting)
+    if final.valid and final.solution is not None:
+        result.prediction_mode = _write_deliverable(state, result, final.solution.parent)
     state.meta["result"] = result.summary()
     state.meta["selection"] = selection.to_dict()
     state.meta["attribution"] = result.attribution.to_dict() if result.attribution else None
@@ -314,6 +329,19 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: Fi
     _write_report(state)
     emit_event(state.emit, RunEnd(result=result))
     return result
+
+
+def _write_deliverable(state: RunState, result: Result, folder: Path) -> str:
+    """best/predict.py and best/README.md beside the refit solution; returns how predict.py works."""
+    code = (folder / "solution.py").read_text(encoding="utf-8")
+    mode = prediction_mode(code, folder)
+    write_predict_entry(folder, state.task, mode)
+    attribution = result.attribution.text if result.attribution else "the chosen attempt"
+    scores = Scores(result.validation_score, len(state.split.valid), result.confirmed_score,
+                    state.config.confirm_folds, result.test_score)
+    write_readme(folder, task=state.task, run_dir=state.run_dir, attribution=attribution, scores=scores, mode=mode,
+                 formatting=result.formatting, code=code)
+    return mode.mode
 
 
 def _write_report(state: RunState) -> None:

@@ -4,7 +4,7 @@ typed errors into `error: ...` and exit codes (`common.fail_cleanly`: 2 for bad 
 run time).
 
 This module holds the `main` group and registers every command, in one place; the commands live in one
-module per family: `run` (run, models), `search` (resume, report), `caafe`, `bench` (bench, bench-report),
+module per family: `run` (run, models), `predict`, `search` (resume, report), `caafe`, `bench` (bench, bench-report),
 `sft` (sft train, sft export) and `sft_data` (sft data import, sft data distill).
 """
 
@@ -16,6 +16,7 @@ import click
 
 from tabcoder.cli.bench import bench_command, bench_report_command
 from tabcoder.cli.caafe import caafe_command
+from tabcoder.cli.predict import predict_command
 from tabcoder.cli.run import models_command, run_command
 from tabcoder.cli.search import report_command, resume_command
 from tabcoder.cli.sft import export_command, sft_group, train_command
@@ -34,7 +35,7 @@ def main(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in (run_command, models_command, resume_command, report_command, caafe_command, bench_command,
+for command in (run_command, predict_command, models_command, resume_command, report_command, caafe_command, bench_command,
                 bench_report_command, sft_group):
     main.add_command(command)
 for command in (data_group, train_command, export_command):  # `sft data` keeps its own import / distill

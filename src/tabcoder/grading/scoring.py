@@ -44,8 +44,8 @@ def _y_pred(aligned: pd.DataFrame, task: Task) -> np.ndarray:
     kind = prediction_kind(task)
     if kind == "label":
         return aligned[columns[0]].to_numpy(dtype=object)
-    if len(columns) > 1:
-        return aligned[columns].to_numpy(dtype=float)
+    if len(columns) > 1:  # in the order of the classes the metric is told, whatever the file's column order
+        return aligned[[str(c) for c in task.classes or []]].to_numpy(dtype=float)
     return aligned[columns[0]].to_numpy(dtype=float)
 
 

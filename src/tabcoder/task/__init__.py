@@ -6,8 +6,10 @@
 
 Modules, along the way a task is loaded: `tables` (one file to a DataFrame, `read_table`), `layouts` (the
 three input layouts to `Sources`, `parse_columns_py`, `description_for_prompt`), `inference` (target, id,
-task type, classes, positive label, metric), `checks` (the tables against the settled target and id),
-`ids` (when two ids are the same, shared with `grading`), `model` (`Task`) and `wording` (message text).
+task type, classes, positive label, metric), `output_kind` (what the sample submission and the description
+ask a submission to hold: labels, probabilities, one column per class), `checks` (the tables against the
+settled target and id), `ids` (when two ids are the same, shared with `grading`), `model` (`Task`) and
+`wording` (message text).
 Every inference is recorded in `Task.notes`. Bad input raises `TaskError` (or `ConfigError` for a bad
 option) whose message says what is wrong and how to fix it. Nothing here splits or grades data (see
 `grading`).
@@ -43,10 +45,12 @@ from tabcoder.task.layouts import (
     parse_columns_py,
 )
 from tabcoder.task.model import Task
+from tabcoder.task.output_kind import usable_sample
+from tabcoder.task.submission_format import SubmissionFormat, submission_format
 from tabcoder.task.tables import TABLE_SUFFIXES, read_table
 
 __all__ = [
-    "MAX_COLUMNS_PY_BYTES", "MAX_COLUMNS_PY_DEPTH", "MAX_DESCRIPTION_CHARS", "TABLE_SUFFIXES", "Task",
+    "MAX_COLUMNS_PY_BYTES", "MAX_COLUMNS_PY_DEPTH", "MAX_DESCRIPTION_CHARS", "TABLE_SUFFIXES", "SubmissionFormat", "Task",
     "description_for_prompt", "load_task", "parse_columns_py", "read_table",
 ]
 
@@ -69,8 +73,11 @@ def load_task(path: str | Path, *, target: str | None = None, id_column: str | N
     kind, classes = settle_task_type(sources, setting(task_type, sources, "task_type"), target_name)
     positive = settle_positive_label(sources, setting(positive_label, sources, "positive_label"), target_name,
                                      kind, classes)
-    metric_name = resolve_metric(setting(metric, sources, "metric"), kind, sources.train[target_name], sources)
-    submission_columns = submission_columns_for(id_name, target_name, kind, metric_name, classes)
+    kind_id = None if id_generated else id_name  # a generated id is in no sample submission
+    metric_name = resolve_metric(setting(metric, sources, "metric"), kind, sources.train[target_name], sources,
+                                 classes=classes, target=target_name, id_column=kind_id)
+    submission_columns = submission_columns_for(id_name, target_name, kind, metric_name, classes,
+                                                usable_sample(sources, kind_id))
     sample = check_sample_submission(sources, id_name, id_generated, submission_columns)
     for note in sources.notes:
         log.info("task %s: %s", sources.name, note)
@@ -79,4 +86,8 @@ def load_task(path: str | Path, *, target: str | None = None, id_column: str | N
         id_generated=id_generated, task_type=kind, metric=metric_name, positive_label=positive,
         classes=classes, description=sources.description, sample_submission=sample,
         submission_columns=submission_columns, source=path, notes=sources.notes,
+        submission_format=submission_format(
+            columns=submission_columns, id_column=id_name, classes=classes, test=sources.test, sample=sample,
+            cells=sources.sample_cells if sample is not None else None, line_end=sources.sample_line_end,
+            sample_name=sources.sample_name),
     )

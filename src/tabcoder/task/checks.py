@@ -14,6 +14,7 @@ from tabcoder.errors import TaskError
 from tabcoder.metrics import get_metric
 from tabcoder.task.ids import id_keys
 from tabcoder.task.layouts import Sources
+from tabcoder.task.output_kind import class_columns
 from tabcoder.task.wording import listed
 
 
@@ -60,10 +61,15 @@ def drop_missing_target(sources: Sources, target: str) -> None:
         sources.notes.append(f"dropped {int(missing.sum())} {sources.train_name} rows with a missing target")
 
 
-def submission_columns_for(id_column: str, target: str, task_type: str, metric: str, classes: list | None) -> list[str]:
-    """The id, then one probability column per class for a multiclass metric on probabilities, else the target."""
+def submission_columns_for(id_column: str, target: str, task_type: str, metric: str, classes: list | None,
+                           sample: pd.DataFrame | None = None) -> list[str]:
+    """The id, then one probability column per class for a multiclass metric on probabilities, else the target.
+
+    The class columns follow `sample` (the raw sample submission, when it can be used) where its columns are
+    the id and the class names in another order, so that a submission can match it exactly; else sorted."""
     if task_type == "multiclass" and get_metric(metric).needs_proba:
-        return [id_column, *(str(c) for c in classes or [])]  # a multiclass task has classes
+        ordered = class_columns(sample, id_column, classes)
+        return [id_column, *(ordered or (str(c) for c in classes or []))]  # a multiclass task has classes
     return [id_column, target]
 
 
@@ -77,11 +83,12 @@ def check_sample_submission(sources: Sources, id_column: str, id_generated: bool
         sources.notes.append(f"{name} ignored: it has no {id_column!r} column matching a test file")
         return None
     _check_sample_ids(sample, test, id_column, name, sources.test_name)
-    if list(sample.columns) != submission_columns:
+    names = [str(c) for c in sample.columns]  # a spreadsheet may name class columns 1, 2, 3 as numbers
+    if names != submission_columns:
         sources.notes.append(f"{name} ignored: its columns ({listed(sample.columns)}) differ from the "
                              f"submission columns ({listed(submission_columns)})")
         return None
-    return sample
+    return sample if list(sample.columns) == names else sample.set_axis(names, axis=1)
 
 
 def _check_sample_ids(sample: pd.DataFrame, test: pd.DataFrame, id_column: str, name: str, test_name: str) -> None:

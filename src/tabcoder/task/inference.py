@@ -1,5 +1,6 @@
 """Settle a task's target, id column, task type, classes, positive label and metric: each as the arguments
-or the layout's settings give it, checked, else inferred from the tables and the description.
+or the layout's settings give it, checked, else inferred from the tables and the description (the metric
+also from the kind of value the sample submission holds, see `output_kind`).
 
 Scope: every decision is recorded in `Sources.notes`; a given value that cannot be right raises `TaskError`
 (or `ConfigError` for an unknown task type or a metric that does not fit). Settling the id may add a
@@ -19,6 +20,14 @@ from tabcoder.errors import ConfigError, TaskError
 from tabcoder.metrics import TASK_TYPES, default_metric, get_metric, metric_from_text, metrics_for
 from tabcoder.task.ids import NUMBER
 from tabcoder.task.layouts import Sources
+from tabcoder.task.output_kind import (
+    OutputKind,
+    description_kind,
+    fits,
+    metric_for_kind,
+    metric_suggestion,
+    sample_kind,
+)
 from tabcoder.task.wording import did_you_mean, listed
 
 _ID_NAMES = ("id", "ID", "Id", "index")
@@ -304,9 +313,15 @@ def _labels_named_in(text: str, classes: list) -> list:
     return named
 
 
-def resolve_metric(given: tuple[Any, str] | None, task_type: str, y: pd.Series, sources: Sources) -> str:
-    """The metric: as given (checked to fit the task), else the one the description names, else the default."""
+def resolve_metric(given: tuple[Any, str] | None, task_type: str, y: pd.Series, sources: Sources, *,
+                   classes: list | None = None, target: str | None = None, id_column: str | None = None) -> str:
+    """The metric: as given (checked to fit the task), else the one the description names, else the one the
+    kind of value the sample submission holds calls for (labels, probabilities, one column per class), else
+    the one the description's phrases about the output call for, else the default. One note says which
+    source decided and what the others (sample, phrases) said; `id_column` is None when the id was generated
+    (the sample is then not read), and regression tasks read neither."""
     notes = sources.notes
+    kinds = _output_kinds(task_type, sources, classes, target, id_column)
     if given is not None:
         value, origin = given
         spec = get_metric(value)
@@ -316,18 +331,59 @@ def resolve_metric(given: tuple[Any, str] | None, task_type: str, y: pd.Series, 
                 f"use one of: {', '.join(metrics_for(task_type))}"
             )
         _check_rmsle_targets(spec.name, y, origin)
-        notes.append(f"metric {spec.name!r} from {origin}")
+        notes.append(f"metric {spec.name!r} from {origin}{_others_said(spec.name, task_type, kinds)}")
         return spec.name
     found = metric_from_text(sources.description, task_type)
     if found == "rmsle" and (y < 0).any():
         notes.append("the description names rmsle but the target has negative values: not using it")
         found = None
     if found is not None:
-        notes.append(f"metric {found!r} from {sources.description_name or 'the description'}")
+        where = sources.description_name or "the description"
+        notes.append(f"metric {found!r} from {where}{_others_said(found, task_type, kinds)}")
         return found
+    if kinds:
+        decider, others = kinds[0], kinds[1:]
+        metric = metric_for_kind(decider, task_type) or default_metric(task_type)
+        said = str(decider)
+        for other in others:
+            if (other.kind == "label") == (decider.kind == "label"):
+                said += f" and {other}"
+            else:
+                said += f"; {other}, but {decider.source} decides"
+        no_metric = "the description names no metric" if sources.description.strip() else "there is no description"
+        notes.append(f"metric {metric!r}: {said}; {no_metric}")
+        return metric
     metric = default_metric(task_type)
     notes.append(f"metric {metric!r}: the default for {task_type} tasks")
     return metric
+
+
+def _output_kinds(task_type: str, sources: Sources, classes: list | None, target: str | None,
+                  id_column: str | None) -> list[OutputKind]:
+    """What the sample submission, then the description's phrases, ask a submission to hold (classification)."""
+    if task_type == "regression":
+        return []
+    kinds = []
+    if target is not None:
+        kinds.append(sample_kind(sources, id_column=id_column, target=target, task_type=task_type, classes=classes))
+    kinds.append(description_kind(sources.description, task_type=task_type, classes=classes,
+                                  source=sources.description_name))
+    return [k for k in kinds if k is not None]
+
+
+def _others_said(metric: str, task_type: str, kinds: list[OutputKind]) -> str:
+    """'; <sample and phrases that fit>, which fit(s)' and '; <those that do not>, which would fit a ... metric
+    such as ...: the submission follows the metric', for a metric that a setting or the description named."""
+    spec = get_metric(metric)
+    agree = [k for k in kinds if fits(k, spec)]
+    disagree = [k for k in kinds if not fits(k, spec)]
+    text = ""
+    if agree:
+        text += f"; {' and '.join(map(str, agree))}, which {'fits' if len(agree) == 1 else 'fit'}"
+    if disagree:
+        text += (f"; {' and '.join(map(str, disagree))}, which would fit "
+                 f"{metric_suggestion(disagree[0], task_type)}: the submission follows the metric")
+    return text
 
 
 def _check_rmsle_targets(metric: str, y: pd.Series, origin: str) -> None:

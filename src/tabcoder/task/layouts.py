@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from tabcoder.errors import TaskError
-from tabcoder.task.tables import TABLE_SUFFIXES, read_table, split_suffix, table_stem
+from tabcoder.task.tables import TABLE_SUFFIXES, read_cells, read_table, split_suffix, table_stem
 from tabcoder.task.wording import MAX_LISTED
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class Sources:
     test_name: str = "test.csv"
     sample_submission: pd.DataFrame | None = None
     sample_name: str = "sample_submission.csv"
+    sample_cells: pd.DataFrame | None = None  # the sample's cells as written (text), when it is a text table
+    sample_line_end: str = "\n"
     description: str = ""
     description_name: str = ""
     settings: dict[str, tuple[Any, str]] = field(default_factory=dict)  # key -> (value, where from)
@@ -123,6 +125,14 @@ def _read_task_toml(path: Path, notes: list[str]) -> dict[str, tuple[Any, str]]:
     return settings
 
 
+def _read_sample(sources: Sources, path: Path) -> None:
+    """The sample submission, typed (as every table) and as its cells are written (for the final file's spelling)."""
+    sources.sample_submission, sources.sample_name = read_table(path), path.name
+    cells = read_cells(path)
+    if cells is not None:
+        sources.sample_cells, sources.sample_line_end = cells
+
+
 def _load_kaggle_folder(folder: Path, test_path: Path | None) -> Sources:
     notes: list[str] = []
     train_file = _pick_table(folder, "train", notes)
@@ -138,7 +148,7 @@ def _load_kaggle_folder(folder: Path, test_path: Path | None) -> Sources:
         sources.test, sources.test_name = read_table(test_file), test_file.name
     sample = _pick_table(folder, "samplesubmission", notes)
     if sample is not None:
-        sources.sample_submission, sources.sample_name = read_table(sample), sample.name
+        _read_sample(sources, sample)
     sources.description, sources.description_name = _read_description(folder)
     toml = folder / "task.toml"
     if toml.is_file():
@@ -244,7 +254,7 @@ def _load_mlhw_folder(folder: Path, test_path: Path | None) -> Sources:
         sources.test, sources.test_name = read_table(test_file), test_file.name
     sample = _pick_table(folder, "samplesubmission", notes)
     if sample is not None:
-        sources.sample_submission, sources.sample_name = read_table(sample), sample.name
+        _read_sample(sources, sample)
     sources.description = _mlhw_description(values)
     sources.description_name = "columns.py"
     if "predict_goal" in values:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from tabcoder.metrics import MetricSpec, get_metric
+from tabcoder.task.submission_format import SubmissionFormat
 
 
 @dataclass
@@ -34,6 +35,12 @@ class Task:
     submission_columns: list[str]
     source: Path
     notes: list[str] = field(default_factory=list)
+    submission_format: SubmissionFormat | None = None  # how the final file is written (None: the harness's own)
+
+    @property
+    def output_format(self) -> SubmissionFormat:
+        """The final file's format: the sample's when the task has one, else the submission columns as they are."""
+        return self.submission_format or SubmissionFormat(columns=list(self.submission_columns))
 
     @property
     def feature_columns(self) -> list[str]:

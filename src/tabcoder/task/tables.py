@@ -63,6 +63,26 @@ def _read_text_table(path: Path, suffix: str, compression: str | None) -> pd.Dat
     return pd.read_csv(path, sep=sep)
 
 
+def read_cells(path: Path) -> tuple[pd.DataFrame, str] | None:
+    """The cells of a delimited text table exactly as written (strings, nothing read as missing) and its line
+    ending ("\\n" or "\\r\\n"); None for a table of another kind, which has no spelling to keep."""
+    path = Path(path)
+    suffix, compression = split_suffix(path)
+    if suffix not in (".csv", ".tsv", ".txt"):
+        return None
+    sep = "\t" if suffix == ".tsv" else _sniff_delimiter(path, suffix, compression)
+    try:
+        cells = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except Exception:  # noqa: BLE001 - read_table already read this file; a second reading is only a nicety
+        return None
+    line_end = "\n"
+    if compression is None:
+        with open(path, "rb") as handle:
+            line_end = "\r\n" if handle.readline().endswith(b"\r\n") else "\n"
+    cells.columns = [str(c) for c in cells.columns]
+    return cells, line_end
+
+
 def _read_excel(path: Path, suffix: str) -> pd.DataFrame:
     if suffix == ".xls":
         try:
