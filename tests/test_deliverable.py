@@ -23,6 +23,7 @@ from tabcoder.task import load_task
 from support import tabcoder as tabcoder_cli
 
 N_TRAIN, N_TEST = 240, 60
+PER_CLASS = ["Gentoo", "Adelie", "Chinstrap"]
 
 
 def passenger_task(root: Path, *, kind: str = "bool", sample: str | None = None, description: str = "",
@@ -51,7 +52,10 @@ def passenger_task(root: Path, *, kind: str = "bool", sample: str | None = None,
     test = frame.iloc[N_TRAIN:].drop(columns=["Transported"])
     test.to_csv(root / "test.csv", index=False)
     value = sample if sample is not None else {"bool": "False", "int": "0", "text": "Adelie", "reg": "100.0"}[kind]
-    lines = ["PassengerId,Transported"] + [f"{i},{value}" for i in test["PassengerId"]]
+    if sample == "per-class":  # one probability column per class, not in sorted order
+        lines = ["PassengerId," + ",".join(PER_CLASS)] + [f"{i},0.5,0.25,0.25" for i in test["PassengerId"]]
+    else:
+        lines = ["PassengerId,Transported"] + [f"{i},{value}" for i in test["PassengerId"]]
     (root / "sample_submission.csv").write_bytes((line_end.join(lines) + line_end).encode())
     (root / "description.md").write_text(description)
     if toml is not None:
@@ -124,6 +128,66 @@ def test_format_problems_names_each_departure(tmp_path):
     header = tmp_path / "header.csv"
     header.write_text("\n".join(["Transported,PassengerId", *lines[1:]]) + "\n")
     assert "the header is" in format_problems(header, task)[0]
+
+
+SAMPLE_CASES = [  # kind of target, sample value column, description -> the metric inferred
+    ("bool", None, "", "accuracy"),
+    ("bool", None, "Submissions are evaluated on the F1 score.", "f1"),
+    ("int", None, "", "accuracy"),
+    ("int", None, "Submissions are scored on balanced accuracy.", "balanced_accuracy"),
+    ("text", None, "", "accuracy"),
+    ("text", None, "Submissions are evaluated on macro F1.", "macro_f1"),
+    ("bool", "0.5", "", "roc_auc"),
+    ("bool", "0.5", "Submissions are evaluated on log loss.", "log_loss"),
+    ("text", "per-class", "", "log_loss"),
+    ("text", "per-class", "Submissions are evaluated on the logarithmic loss.", "log_loss"),
+    ("reg", None, "", "rmse"),
+    ("reg", None, "Submissions are evaluated on mean absolute error.", "mae"),
+]
+
+
+@pytest.mark.parametrize("kind, sample, description, metric", SAMPLE_CASES)
+def test_each_kind_of_sample_decides_the_metric_and_the_final_bytes_follow_it(tmp_path, kind, sample, description,
+                                                                                metric):
+    folder = passenger_task(tmp_path / "t", kind=kind, sample=sample, description=description)
+    task = load_task(folder)
+    assert task.metric == metric, task.notes
+    note = next(n for n in task.notes if n.startswith(f"metric {metric!r}"))
+    assert ("description.md" in note) == bool(description) and ("sample_submission.csv" in note) == (kind != "reg")
+    ids = task.test[task.id_column]
+    n = len(ids)
+    if sample == "per-class":
+        table = pd.DataFrame({"PassengerId": ids, "Adelie": 0.2, "Chinstrap": 0.3, "Gentoo": 0.5})
+    elif metric in ("roc_auc", "log_loss"):
+        table = pd.DataFrame({"PassengerId": ids, "Transported": np.linspace(0, 1, n)})
+    elif kind == "reg":
+        table = pd.DataFrame({"PassengerId": ids, "Transported": np.linspace(90, 110, n)})
+    else:  # labels as a careless script writes them: numbers as floats, text with spaces
+        classes = task.classes
+        labels = [classes[i % len(classes)] for i in range(n)]
+        table = pd.DataFrame({"PassengerId": ids, "Transported": [
+            float(v) if kind in ("bool", "int") else f" {v}" for v in labels]})
+    aligned, problems = check_submission(table.iloc[::-1], task=task, expected_ids=ids)
+    assert not problems, problems
+    data = render_submission(aligned, task)
+    written = tmp_path / "submission.csv"
+    written.write_bytes(data)
+    assert format_problems(written, task) == []
+    got = data.decode().split("\n")
+    want = (folder / "sample_submission.csv").read_text().split("\n")
+    assert got[0] == want[0], "the sample's header, columns in its order"
+    assert [line.split(",")[0] for line in got] == [line.split(",")[0] for line in want], "its ids, in its order"
+    values = {line.split(",", 1)[1] for line in got[1:-1]}
+    if kind == "bool" and metric in ("accuracy", "f1"):
+        assert values == {"True", "False"}
+    elif kind == "int" and metric in ("accuracy", "balanced_accuracy"):
+        assert values == {"0", "1"}
+    elif kind == "text" and sample is None:
+        assert values <= {"Adelie", "Chinstrap", "Gentoo"} and len(values) == 3
+    elif sample == "per-class":
+        assert values == {"0.5,0.2,0.3"}, "the probabilities under the sample's class columns"
+    else:
+        assert all(np.isfinite(float(v)) for v in values)
 
 
 def careless_script(kind: str = "bool") -> str:
