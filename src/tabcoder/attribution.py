@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from tabcoder.ensemble import Ensemble
 from tabcoder.journal import Attempt, Journal
 from tabcoder.metrics import Score
 
@@ -79,3 +80,27 @@ def attribute(chosen: Attempt | None, journal: Journal, confirmed: dict[int, Sco
         beat = gain_valid > 0
     return Attribution(chosen.index, "model", chosen.idea_source, metric, gain_valid, gain_folds, base_valid,
                        base_folds_value, beat, f"{written}, {measure}")
+
+
+def ensemble_attribution(ensemble: Ensemble, journal: Journal, single: Attribution, *,
+                         greater_is_better: bool) -> Attribution:
+    """The attribution of a chosen ensemble: its members, who wrote each, and its gain over the best single
+    attempt (and over the baseline) on the confirmation folds. `single` is the best single attempt's."""
+    by_index = {a.index: a for a in journal.attempts}
+    writers = sorted({"the harness" if by_index[i].kind == "baseline" else "the model" for i in ensemble.members})
+    spec_sign = 1.0 if greater_is_better else -1.0
+    gain = None if ensemble.mean_folds is None or ensemble.best_single_folds is None else \
+        spec_sign * (ensemble.mean_folds - ensemble.best_single_folds)
+    over_base = None if ensemble.mean_folds is None or single.baseline_folds is None else \
+        spec_sign * (ensemble.mean_folds - single.baseline_folds)
+    text = (f"chosen: an ensemble of {ensemble.describe()} (written by {' and '.join(writers)}; weights fitted on "
+            f"the validation rows)")
+    if gain is not None:
+        text += f", {_signed(gain)} {single.metric} over the best single attempt ({ensemble.best_single}) on the " \
+                "confirmation folds"
+    if over_base is not None:
+        text += f", {_signed(over_base)} over the baseline"
+    beat = None if over_base is None else over_base > 0
+    return Attribution(None, "ensemble", None, single.metric, None, over_base, single.baseline_validation,
+                       single.baseline_folds, beat, text)
+

@@ -68,6 +68,10 @@ class RunConfig:
     # choosing the final solution: re-score the best candidates on K folds (0 = trust the split)
     confirm_folds: int = 3
     confirm_top: int = 3
+    # an ensemble of the confirmed attempts (greedy selection on the validation rows), chosen when it beats the
+    # best single attempt on the confirmation folds
+    ensemble: bool = False
+    ensemble_size: int = 10
     # sandbox
     timeout: float = 300.0
     memory_mb: int = 4096        # all processes of an attempt together
@@ -129,6 +133,7 @@ class RunConfig:
             (self.confirm_folds == 0 or self.confirm_folds >= 2,
              f"--confirm-folds must be 0 (off) or at least 2 (got {self.confirm_folds})."),
             (self.confirm_top >= 2, f"--confirm-top must be at least 2 (got {self.confirm_top})."),
+            (self.ensemble_size >= 2, f"--ensemble-size must be at least 2 (got {self.ensemble_size})."),
         ]
         checks += [
             (self.caafe >= 0, f"--caafe must be 0 (off) or a number of feature proposals (got {self.caafe})."),

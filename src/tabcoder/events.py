@@ -137,6 +137,7 @@ class FinalStart(Event):
     KIND: ClassVar[str] = "final_start"
     attempt: Attempt
     workspace: Path
+    label: str | None = None  # what is refit when it is not one attempt (an ensemble)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,14 @@ class FinalEnd(Event):
     ok: bool
     problems: list[str]
     seconds: float
+
+
+@dataclass(frozen=True)
+class EnsembleEnd(Event):
+    KIND: ClassVar[str] = "ensemble_end"
+    members: str  # e.g. "attempt 2 (6/10), attempt 0 (4/10)"
+    chosen: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -258,7 +267,7 @@ class TrainEnd(Event):
 
 _ALL: tuple[type[Event], ...] = (
     RunStart, Resume, AttemptStart, LlmStart, LlmDone, Llm, Reflection, AttemptEnd, RoundStart, Interrupted,
-    SearchCut, ConfirmStart, FinalStart, FinalEnd, RunEnd, Report,
+    SearchCut, ConfirmStart, EnsembleEnd, FinalStart, FinalEnd, RunEnd, Report,
     CaafeStart, CaafeProposal, CaafeEnd,
     BenchStart, CellEnd, BenchEnd,
     TrainStart, Eval, Step, TrainEnd,

@@ -132,6 +132,9 @@ class Solution:
                           sample_submission=make_sample_submission(self.task, rows[self.task.id_column]))
         script = workspace / SCRIPT_NAME
         shutil.copyfile(self.folder / SCRIPT_NAME, script)
+        for member in sorted((self.folder / "members").glob(f"*/{SCRIPT_NAME}")):  # an ensemble's members
+            (workspace / "members" / member.parent.name).mkdir(parents=True)
+            shutil.copyfile(member, workspace / "members" / member.parent.name / SCRIPT_NAME)
         result = sandbox.run(script, workspace, timeout=timeout)
         self._raise_for(result, timeout, SCRIPT_NAME)
         return workspace / SUBMISSION_NAME

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 from typing import Callable
 
-from tabcoder.attribution import Attribution, attribute
+from tabcoder.attribution import Attribution, attribute, ensemble_attribution
 from tabcoder.backends import Backend, ReplayBackend, get_backend
 from tabcoder.budget import Budget
 from tabcoder.config import RunConfig
+from tabcoder.ensemble import Ensemble, build_ensemble
 from tabcoder.deliverable import Scores, prediction_mode, write_predict_entry, write_readme
 from tabcoder.errors import ConfigError, LLMError, RunDirError
 from tabcoder.evaluation import Evaluation, EvaluationPool, evaluate, feedback_for, prepare_workspace
-from tabcoder.events import Interrupted, Report, Resume, RunEnd, RunStart, SearchCut, emit_event
+from tabcoder.events import EnsembleEnd, Interrupted, Report, Resume, RunEnd, RunStart, SearchCut, emit_event
 from tabcoder.final import FinalOutcome, finalize
 from tabcoder.journal import Attempt, Journal
 from tabcoder.metrics import Score
@@ -82,6 +83,7 @@ class Result:
     attribution: Attribution | None = None  # who wrote the chosen solution, and its gain over the baseline
     formatting: str | None = None  # what the harness changed when it wrote submission.csv in the task's format
     prediction_mode: str | None = None  # how best/predict.py predicts new rows: "saved model" or "re-run"
+    ensemble: dict | None = None  # the ensemble built from the confirmed attempts (chosen or not), see `Ensemble`
 
     def predict(self, data: Any, **options: Any) -> Any:
         """Predictions of the delivered solution for new rows (a DataFrame or a table file); see
@@ -127,6 +129,7 @@ class Result:
             "attribution": None if self.attribution is None else self.attribution.to_dict(),
             "formatting": self.formatting,
             "prediction_mode": self.prediction_mode,
+            "ensemble": self.ensemble,
             "attempts": self.attempts,
             "valid_attempts": self.valid_attempts,
             "tokens": self.tokens,
@@ -268,8 +271,22 @@ def _execute(state: RunState) -> Result:
         emit_event(state.emit, SearchCut(error=cut_short, attempts=len(state.journal.attempts),
                                          valid=sum(a.valid for a in state.journal.attempts)))
     selection = select(state)
-    final = finalize(state, selection.order)
-    return _conclude(state, stop_reason, selection, final, cut_short)
+    ensemble = _ensemble(state, selection) if state.config.ensemble else None
+    final = finalize(state, selection.order, ensemble)
+    return _conclude(state, stop_reason, selection, final, cut_short, ensemble)
+
+
+def _ensemble(state: RunState, selection: Selection) -> Ensemble | None:
+    """The ensemble of the attempts confirmed on folds, scored there against the best single one."""
+    if selection.method != "folds":
+        return None
+    ensemble = build_ensemble(state.task, state.run_dir, validation_labels=state.split.labels,
+                              confirmed=selection.confirmed, order=selection.order, folds=selection.folds,
+                              seed=state.config.seed, size=state.config.ensemble_size)
+    if ensemble is not None:
+        emit_event(state.emit, EnsembleEnd(members=ensemble.describe(), chosen=ensemble.chosen,
+                                           reason=ensemble.reason))
+    return ensemble
 
 
 def _make_strategy(state: RunState, builder: PromptBuilder) -> SearchStrategy:
@@ -305,7 +322,7 @@ def _make_strategy(state: RunState, builder: PromptBuilder) -> SearchStrategy:
 
 
 def _conclude(state: RunState, stop_reason: str, selection: Selection, final: FinalOutcome,
-              cut_short: str | None = None) -> Result:
+              cut_short: str | None = None, ensemble: Ensemble | None = None) -> Result:
     journal = state.journal
     chosen = final.attempt or journal.best()
     result = Result(
@@ -318,12 +335,20 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: Fi
         confirmed_score=selection.confirmed.get(chosen.index) if chosen else None,
         selection=selection.to_dict(), cut_short=cut_short,
         attribution=attribute(chosen, journal, selection.confirmed, baseline_enabled=state.config.baseline),
-        formatting=final.formatting)
+        formatting=final.formatting, ensemble=None if ensemble is None else ensemble.to_dict())
+    if final.ensemble and ensemble is not None and result.attribution is not None:
+        result.validation_score = Score(ensemble.validation, chosen.metric if chosen else state.task.metric,
+                                        state.task.metric_spec.greater_is_better)
+        result.confirmed_score = Score(ensemble.mean_folds, result.validation_score.metric,
+                                       result.validation_score.greater_is_better)
+        result.attribution = ensemble_attribution(ensemble, state.journal, result.attribution,
+                                                  greater_is_better=state.task.metric_spec.greater_is_better)
     if final.valid and final.solution is not None:
         result.prediction_mode = _write_deliverable(state, result, final.solution.parent)
     state.meta["result"] = result.summary()
     state.meta["selection"] = selection.to_dict()
     state.meta["attribution"] = result.attribution.to_dict() if result.attribution else None
+    state.meta["ensemble"] = result.ensemble
     state.meta["finished"] = datetime.now(timezone.utc).isoformat()
     write_json(state.run_dir / RUN_FILE, state.meta)
     _write_report(state)
@@ -339,8 +364,9 @@ def _write_deliverable(state: RunState, result: Result, folder: Path) -> str:
     attribution = result.attribution.text if result.attribution else "the chosen attempt"
     scores = Scores(result.validation_score, len(state.split.valid), result.confirmed_score,
                     state.config.confirm_folds, result.test_score)
+    members = "".join(f"\n{m.read_text(encoding='utf-8')}" for m in sorted(folder.glob("members/*/solution.py")))
     write_readme(folder, task=state.task, run_dir=state.run_dir, attribution=attribution, scores=scores, mode=mode,
-                 formatting=result.formatting, code=code)
+                 formatting=result.formatting, code=code + members)
     return mode.mode
 
 

@@ -6,11 +6,13 @@ the `schema_version` table, the migrations that build them, and a lock so that t
 the same file at once. Only the process that drives a bench writes here; workers return results.
 Migrations: v1 the cells, v2 the benches and the chosen code, v3 what an LLM cell's run says about the
 harness's baseline (its score, the gain over it, who wrote the chosen solution) and the model's attempts
-(how many, repeated, edits and edits that applied).
+(how many, repeated, edits and edits that applied), v4 the wall time an AutoML baseline was given (its
+seconds, the rule: the same as the task's LLM cells or a fixed budget, and the LLM cells they came from).
 
 Cell status: `pending` (planned) -> `running` (handed to a worker) -> `done` (it produced a result,
 valid submission or not) | `error` (the harness failed: server down, crash) | `skipped` (a baseline
-whose optional extra is missing). A new bench re-runs every cell that is not `done`; a `running` cell
+whose optional extra is missing, or an AutoML baseline whose task's LLM cells all failed, so that it has no
+wall time to match). A new bench re-runs every cell that is not `done`; a `running` cell
 left by a killed bench is counted as interrupted and re-run.
 """
 
@@ -62,7 +64,14 @@ def _v3_baseline_lift(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_benches_and_code, _v3_baseline_lift)
+def _v4_time_given(conn: sqlite3.Connection) -> None:
+    """The wall time an AutoML baseline (flaml, autogluon) was given, and why that much."""
+    for column in ("time_given REAL", "time_rule TEXT", "time_source TEXT"):
+        conn.execute(f"ALTER TABLE cells ADD COLUMN {column}")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_benches_and_code, _v3_baseline_lift,
+                                                                _v4_time_given)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -122,6 +131,10 @@ class CellResult:
     repeats: int | None = None  # of those, replies that repeated an earlier script (not run)
     edits: int | None = None  # of those, replies to a parent in an edit format (search-replace, functions)
     edits_applied: int | None = None  # of the edits, those that applied to the parent's script
+    # AutoML baselines only (flaml, autogluon; None for every other cell, and for cells run before v4):
+    time_given: float | None = None  # the seconds it was given (its search's time budget / time limit)
+    time_rule: str | None = None  # "same-as-llm": the mean wall time of its task's LLM cells | "fixed": no LLM cell ran
+    time_source: str | None = None  # JSON {LLM cell key: its seconds, or its status when it did not finish}
 
 
 _RESULT_FIELDS = tuple(f.name for f in fields(CellResult))
@@ -282,7 +295,23 @@ class ResultStore:
                               "WHERE key=?", (status, now(), *(result[c] for c in columns), key))
 
     def rows(self, *, status: str | None = None) -> list[CellRow]:
-        known = {f.name for f in fields(CellRow)}
         query = "SELECT * FROM cells" + (" WHERE status=?" if status else "") + " ORDER BY suite, task, seed, key"
-        return [CellRow(**{k: row[k] for k in row.keys() if k in known})
-                for row in self.conn.execute(query, (status,) if status else ())]
+        return [_row(row) for row in self.conn.execute(query, (status,) if status else ())]
+
+    def rows_of(self, keys: Iterable[str]) -> dict[str, CellRow]:
+        """The rows of the cells `keys` that the file holds, by key."""
+        wanted = list(keys)
+        found = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT * FROM cells WHERE key IN ({marks})", chunk):
+                found[row["key"]] = _row(row)
+        return found
+
+
+_ROW_FIELDS = frozenset(f.name for f in fields(CellRow))
+
+
+def _row(row: sqlite3.Row) -> CellRow:
+    return CellRow(**{k: row[k] for k in row.keys() if k in _ROW_FIELDS})

@@ -166,8 +166,12 @@ class Progress:
     def on_interrupted(self, attempts) -> None:
         self._say(f"interrupted after {attempts} attempts: refitting the best so far (Ctrl-C again to abort)")
 
-    def on_final_start(self, attempt, workspace) -> None:
-        self._say(f"final: refitting attempt {attempt.index} on all train rows, predicting the test set ...")
+    def on_ensemble_end(self, members, chosen, reason) -> None:
+        self._say(f"ensemble: {members}: {reason}" + ("" if chosen else "; not used"))
+
+    def on_final_start(self, attempt, workspace, label=None) -> None:
+        what = label or f"attempt {attempt.index}"
+        self._say(f"final: refitting {what} on all train rows, predicting the test set ...")
 
     def on_final_end(self, attempt, ok, problems, seconds) -> None:
         self._say(f"  -> {'ok' if ok else 'failed: ' + problems[0][:160]} ({seconds:.1f} s)")

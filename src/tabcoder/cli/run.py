@@ -69,6 +69,12 @@ def finish(result) -> None:
               help="Re-score the best attempts on this many folds before choosing the final one (0 = off).")
 @click.option("--confirm-top", type=int, default=RunConfig.confirm_top, show_default=True,
               help="How many of the best attempts are re-scored on folds.")
+@click.option("--ensemble/--no-ensemble", default=RunConfig.ensemble, show_default=True,
+              help="Blend the attempts confirmed on folds (greedy ensemble selection, weights fitted on the "
+                   "validation rows); the blend is chosen only when it beats the best single attempt on the folds.")
+@click.option("--ensemble-size", type=int, default=RunConfig.ensemble_size, show_default=True,
+              help="Steps of the ensemble's forward selection (a member's weight is the share of steps that "
+                   "picked it).")
 @click.option("--caafe", type=int, default=RunConfig.caafe, show_default=True,
               help="CAAFE stage before code generation: this many feature proposals, cross-validated on the "
                    "fit rows (0: off).")

@@ -31,7 +31,8 @@ class Grade:
     n_rows: int  # rows in the submission (0 when it could not be read)
 
 
-def _y_true(labels: pd.Series, task: Task) -> np.ndarray:
+def true_array(labels: pd.Series, task: Task) -> np.ndarray:
+    """The labels as the metric takes them (class values, or floats), in their order."""
     if task.task_type == "regression":
         return labels.to_numpy(dtype=float)
     mapped = to_classes(labels.reset_index(drop=True), task.classes)
@@ -39,7 +40,9 @@ def _y_true(labels: pd.Series, task: Task) -> np.ndarray:
     return mapped.where(mapped.notna(), raw).to_numpy(dtype=object)
 
 
-def _y_pred(aligned: pd.DataFrame, task: Task) -> np.ndarray:
+def prediction_array(aligned: pd.DataFrame, task: Task) -> np.ndarray:
+    """A checked, aligned submission as the metric takes it: labels, P(positive), an (n, k) matrix in the order of
+    `task.classes`, or numbers."""
     columns = task.submission_columns[1:]
     kind = prediction_kind(task)
     if kind == "label":
@@ -56,7 +59,7 @@ def grade_submission(submission: Any, *, task: Task, labels: pd.Series) -> Grade
         return Grade(False, Score.worst(task.metric), checked.problems, checked.n_rows)
     spec = task.metric_spec
     try:
-        value = spec.score(_y_true(labels, task), _y_pred(checked.table, task), classes=task.classes,
+        value = spec.score(true_array(labels, task), prediction_array(checked.table, task), classes=task.classes,
                            positive_label=task.positive_label)
     except ValueError as exc:
         log.warning("cannot compute %s: %s", spec.name, exc)
