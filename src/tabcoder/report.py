@@ -123,6 +123,7 @@ def _view(run_dir: Path, meta: dict, journal: Journal) -> dict:
         "result": result,
         "selection": meta.get("selection"),
         "attribution": meta.get("attribution"),
+        "ensemble": meta.get("ensemble"),
         "finished": "result" in meta,
         "chosen": chosen,
         "nodes": sorted(nodes.values(), key=lambda n: n.attempt.index),

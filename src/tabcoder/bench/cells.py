@@ -1,14 +1,17 @@
 """One cell of a benchmark: a task x system (model + strategy, or a baseline) x seed, and how it runs.
 
 Scope: `BenchSettings` (what `tabcoder bench` was asked for), `CellSpec` (one cell, picklable, so a
-process pool or a Ray worker can run it), `plan_cells` (the full matrix, baselines included), and
-`run_cell` (a cell run in whatever process the executor chose: `runner.run` for an LLM cell,
-`baselines.run_baseline` for a baseline) returning a `CellOutcome` (for an LLM cell, with what its run's
-attribution and journal say about the harness's baseline and the model's attempts). A cell's identity - its
+process pool or a Ray worker can run it), `plan_cells` (the full matrix, baselines included), `TimeGiven`
+(the wall time an AutoML baseline cell is given: the mean wall time of the LLM cells of its task and seed,
+or a fixed budget when the bench runs no LLM cell; decided by the bench when it hands the cell out, see
+`matrix.SameTime`), and `run_cell` (a cell run in whatever process the executor chose: `runner.run` for an
+LLM cell, `baselines.run_baseline` for a baseline) returning a `CellOutcome` (for an LLM cell, with what its
+run's attribution and journal say about the harness's baseline and the model's attempts). A cell's identity - its
 key - is its suite, task, system, seed and a hash of the settings that change its result and differ from RunConfig's
 defaults, so a changed budget is a new cell while a changed server URL, or an option given at its default,
 is not. (The task settings pinned by a suite's meta.json are not in
-the hash: after changing them, start a new results file.)
+the hash: after changing them, start a new results file.) An AutoML baseline's key names the LLM systems
+(and their config hash) whose wall time it matches, not the seconds, which are known only when they ran.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ log = logging.getLogger(__name__)
 LLM, BASELINE = "llm", "baseline"
 # RunConfig fields that decide where or how fast a cell runs, not what it produces: left out of its key.
 _INFRASTRUCTURE = frozenset({"base_url", "out_dir", "threads"})
-_EXTRA_VERSIONS = ("flaml", "lightgbm", "xgboost", "xgboost-cpu", "ray")
+_EXTRA_VERSIONS = ("flaml", "lightgbm", "xgboost", "xgboost-cpu", "ray", "autogluon.tabular", "catboost")
+SAME_TIME, FIXED = "same-as-llm", "fixed"  # TimeGiven.rule
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
 _MISSING = object()
 
@@ -45,7 +49,10 @@ _MISSING = object()
 @dataclass
 class BenchSettings:
     """The matrix a bench runs. `run_options` are RunConfig fields shared by every LLM cell (iterations,
-    time_budget, timeout, threads, base_url, ...); baselines use valid_fraction, threads and time_budget."""
+    time_budget, timeout, threads, base_url, ...); baselines use valid_fraction and threads. The AutoML
+    baselines (flaml, autogluon) get the mean wall time of the LLM cells of the same task and seed; only when
+    the bench runs no LLM cell (no models) do they get run_options' time_budget, else `baseline_seconds`,
+    else 60 s."""
 
     models: list[str]
     strategies: list[str]
@@ -53,7 +60,7 @@ class BenchSettings:
     baselines: list[str] = field(default_factory=lambda: ["dummy", "hgb", "flaml"])
     run_options: dict = field(default_factory=dict)
     out_dir: Path = Path("bench-runs")
-    baseline_seconds: float | None = None  # FLAML's budget when run_options has no time_budget
+    baseline_seconds: float | None = None  # the AutoML budget without LLM cells and without a time_budget
 
 
 def _slug(text: str) -> str:
@@ -73,6 +80,8 @@ class CellSpec:
     seed: int
     config: dict  # RunConfig fields (LLM) or baseline settings
     out_dir: str
+    # AutoML baselines: the time the bench gives the cell when it hands it out (not part of its key)
+    given: TimeGiven | None = None
 
     @property
     def system(self) -> str:
@@ -103,16 +112,47 @@ class CellSpec:
                 "config": {**self.config, "overrides": self.overrides}}
 
 
-def _baseline_config(name: str, settings: BenchSettings) -> dict:
-    config = {"valid_fraction": settings.run_options.get("valid_fraction", 0.2),
-              "threads": settings.run_options.get("threads", 1)}
-    if name == "flaml":
-        config["time_budget"] = settings.run_options.get("time_budget") or settings.baseline_seconds
+@dataclass
+class TimeGiven:
+    """The wall time an AutoML baseline cell is given and where it comes from (stored with its result)."""
+
+    seconds: float | None  # None: every LLM cell it matches failed; the cell is skipped, the next bench runs it
+    rule: str  # SAME_TIME: the mean wall time of the task's LLM cells | FIXED: the bench runs no LLM cell
+    source: dict = field(default_factory=dict)  # LLM cell key -> its seconds (or its status when not done)
+
+    def result_fields(self) -> dict[str, Any]:
+        """The CellResult fields that record it."""
+        return {"time_given": self.seconds, "time_rule": self.rule,
+                "time_source": json.dumps(self.source, sort_keys=True) if self.source else None}
+
+
+def fixed_time(config: dict) -> TimeGiven:
+    """The budget of an AutoML cell that matches no LLM cell: the bench's explicit budget, else 60 s."""
+    from tabcoder.bench.baselines import DEFAULT_AUTOML_SECONDS
+
+    return TimeGiven(float(config.get("time_budget") or DEFAULT_AUTOML_SECONDS), FIXED)
+
+
+def _baseline_config(name: str, settings: BenchSettings, llm_systems: list[str]) -> dict:
+    from tabcoder.bench.baselines import AUTOML
+
+    config: dict[str, Any] = {"valid_fraction": settings.run_options.get("valid_fraction", 0.2),
+                              "threads": settings.run_options.get("threads", 1)}
+    if name in AUTOML:
+        if llm_systems:  # its seconds are those of these systems' cells of the same task and seed
+            config["same_time_as"] = llm_systems
+        else:
+            config["time_budget"] = settings.run_options.get("time_budget") or settings.baseline_seconds
     return config
 
 
 def plan_cells(suite: Suite, settings: BenchSettings) -> list[CellSpec]:
-    """Every cell: for each task and seed, the baselines, then each model x strategy."""
+    """Every cell: for each task and seed, the baselines that take no time budget (dummy, hgb), each
+    model x strategy, then the AutoML baselines, which run after that task and seed's LLM cells."""
+    from tabcoder.bench.baselines import AUTOML
+
+    llm = [(model, strategy) for model in settings.models for strategy in settings.strategies]
+    llm_systems = sorted({f"{model}/{strategy}@{_llm_hash(model, strategy, settings)}" for model, strategy in llm})
     cells = []
     for task in suite.tasks:
         # absolute paths: a Ray worker does not share the driver's working directory
@@ -121,14 +161,18 @@ def plan_cells(suite: Suite, settings: BenchSettings) -> list[CellSpec]:
             "answers_path": str(Path(task.answers).resolve()), "overrides": dict(task.overrides),
             "out_dir": str(Path(settings.out_dir).resolve())}
         for seed in range(settings.seeds):
-            for name in settings.baselines:
-                cells.append(CellSpec(**common, kind=BASELINE, model=name, strategy="", seed=seed,
-                                      config=_baseline_config(name, settings)))
-            for model in settings.models:
-                for strategy in settings.strategies:
-                    cells.append(CellSpec(**common, kind=LLM, model=model, strategy=strategy, seed=seed,
-                                          config=dict(settings.run_options)))
+            baselines = [CellSpec(**common, kind=BASELINE, model=name, strategy="", seed=seed,
+                                  config=_baseline_config(name, settings, llm_systems))
+                         for name in settings.baselines]
+            cells += [spec for spec in baselines if spec.model not in AUTOML]
+            cells += [CellSpec(**common, kind=LLM, model=model, strategy=strategy, seed=seed,
+                               config=dict(settings.run_options)) for model, strategy in llm]
+            cells += [spec for spec in baselines if spec.model in AUTOML]
     return cells
+
+
+def _llm_hash(model: str, strategy: str, settings: BenchSettings) -> str:
+    return CellSpec("", "", "", "", {}, LLM, model, strategy, 0, dict(settings.run_options), "").config_hash
 
 
 # =========================================================================== running a cell
@@ -136,8 +180,9 @@ def plan_cells(suite: Suite, settings: BenchSettings) -> list[CellSpec]:
 
 @dataclass
 class CellOutcome(CellResult):
-    """What a cell produced, as returned by a worker. `status`: done | error | interrupted (the run was
-    stopped by Ctrl-C: the bench puts the cell back to pending)."""
+    """What a cell produced, as returned by a worker. `status`: done | error | skipped (an AutoML baseline
+    with no wall time to match) | interrupted (the run was stopped by Ctrl-C: the bench puts the cell back
+    to pending)."""
 
     status: str = "done"
 
@@ -210,23 +255,43 @@ def _run_llm(spec: CellSpec) -> CellOutcome:
         **_baseline_lift(result))
 
 
+def _time_given(spec: CellSpec) -> TimeGiven | None:
+    """The time an AutoML cell runs for (None for dummy and hgb, which take none)."""
+    from tabcoder.bench.baselines import AUTOML
+
+    if spec.model not in AUTOML:
+        return None
+    if spec.given is not None:
+        return spec.given
+    if "same_time_as" in spec.config:
+        raise TabcoderError(f"the {spec.model} cell matches the wall time of LLM cells, but was given none: "
+                            "run it through tabcoder.bench.run_bench")
+    return fixed_time(spec.config)
+
+
 def _run_baseline(spec: CellSpec) -> CellOutcome:
     from tabcoder.bench.baselines import run_baseline
     from tabcoder.config import RunConfig
     from tabcoder.runner import load_answers, new_run_dir, resolve_task
 
+    given = _time_given(spec)
+    timing = given.result_fields() if given is not None else {}
+    if given is not None and given.seconds is None:
+        failed = ", ".join(f"{key} ({status})" for key, status in sorted(given.source.items()))
+        return CellOutcome(status="skipped", error=f"no LLM cell of this task and seed finished, so there is no "
+                           f"wall time to match (the next bench runs it): {failed}", **timing)
     task = resolve_task(spec.task_path, RunConfig(**spec.overrides))
     answers = load_answers(Path(spec.answers_path), task)
     run_dir = new_run_dir(spec.cell_dir, task.name)
     result = run_baseline(spec.model, task, run_dir=run_dir, seed=spec.seed, answers=answers,
-                          valid_fraction=spec.config["valid_fraction"], seconds=spec.config.get("time_budget"),
-                          threads=spec.config.get("threads", 1))
+                          valid_fraction=spec.config["valid_fraction"],
+                          seconds=None if given is None else given.seconds, threads=spec.config.get("threads", 1))
     return CellOutcome(
         status="done", metric=task.metric, greater_is_better=task.metric_spec.greater_is_better,
         validation_score=result.validation.score.value,
         test_score=None if result.test_score is None else result.test_score.value, valid=result.valid,
         attempts=1, valid_attempts=int(result.validation.valid), tokens=0, seconds=round(result.seconds, 2),
-        stop_reason="baseline", run_dir=str(run_dir))
+        stop_reason="baseline", run_dir=str(run_dir), **timing)
 
 
 def run_cell(spec: CellSpec) -> CellOutcome:
