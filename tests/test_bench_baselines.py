@@ -65,7 +65,7 @@ def test_dummy_and_hgb_submissions_are_valid_and_ordered(tmp_path, metric, task_
 
 def test_unknown_baseline():
     with pytest.raises(ConfigError, match="unknown baseline"):
-        unavailable_reason("autogluon")
+        unavailable_reason("autosklearn")
 
 
 @pytest.mark.skipif(unavailable_reason("flaml") is not None,
@@ -77,3 +77,44 @@ def test_flaml_searches_then_refits_the_best_configuration(tmp_path):
     assert result.valid and result.test_score.value > 0.8
     details = json.loads((tmp_path / "flaml" / "run.json").read_text())["details"]
     assert details["best_estimator"] and isinstance(details["best_config"], dict)
+
+
+def multiclass_target(size, colour):
+    return np.where(size > 7, "big", np.where(size > 4, "mid", "small"))
+
+
+AUTOGLUON_MISSING = unavailable_reason("autogluon")
+
+
+@pytest.mark.skipif(AUTOGLUON_MISSING is not None, reason=str(AUTOGLUON_MISSING))
+@pytest.mark.parametrize("metric, task_type, target", [
+    ("roc_auc", "binary", binary_target),
+    ("log_loss", "multiclass", multiclass_target),
+    ("rmsle", "regression", regression_target),
+])
+def test_autogluon_searches_then_refits_graded_like_a_solution(tmp_path, metric, task_type, target):
+    task, answers = make_task(tmp_path / "task", metric=metric, task_type=task_type, target_values=target)
+    run_dir = tmp_path / "autogluon"
+    result = run_baseline("autogluon", task, run_dir=run_dir, seed=0, valid_fraction=0.25, answers=answers, seconds=5)
+    assert result.valid and result.validation.valid, (result.validation.problems, result.test.problems)
+    regraded = grade_submission(run_dir / "submission.csv", task=task, labels=answers)
+    assert regraded.score == result.test_score  # the stored score is the grader's verdict on the written file
+    split = make_split(task, seed=0, valid_fraction=0.25)
+    written = pd.read_csv(run_dir / "validation" / "submission.csv")
+    assert sorted(written["id"]) == sorted(split.labels.index)  # validation rows of the harness split
+    hgb = run_baseline("hgb", task, run_dir=tmp_path / "hgb", seed=0, valid_fraction=0.25, answers=answers)
+    dummy = run_baseline("dummy", task, run_dir=tmp_path / "dummy", seed=0, valid_fraction=0.25, answers=answers)
+    assert result.test_score > dummy.test_score and hgb.test_score > dummy.test_score  # Score compares by "better"
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["baseline"] == "autogluon" and summary["time_budget"] == 5
+    details = summary["details"]
+    assert details["presets"] == "medium_quality" and details["time_limit"] == 5
+    for fit in ("search", "refit"):  # the models are saved in the cell's run folder
+        assert details[fit]["best_model"] in details[fit]["models"]
+        assert (run_dir / "autogluon" / fit / "predictor.pkl").is_file() and (run_dir / "autogluon" / f"{fit}.log").is_file()
+
+
+def test_autogluon_unavailable_says_why_and_how_to_fix_it():
+    if AUTOGLUON_MISSING is None:
+        pytest.skip("AutoGluon is installed and usable here")
+    assert "pip install 'tabcoder[autogluon]'" in AUTOGLUON_MISSING

@@ -7,7 +7,7 @@ import pytest
 from tabcoder.bench.html import render_html
 from tabcoder.bench.report import average_ranks, build_report, format_report, lift, normalised_score
 
-from bench_helpers import toy_row, toy_rows
+from bench_helpers import TOY, toy_row, toy_rows
 
 
 def by_system(report):
@@ -170,3 +170,39 @@ def test_baseline_rows_never_get_a_lift_even_with_values_set():
 def test_old_rows_without_lift_fields_show_dashes():
     text = format_report(build_report(toy_rows()))
     assert "| model-a/reflexion | 2 | 100% | 1.07 | 2.00 | - | - | - | - |" in text
+
+
+def automl_rows():
+    """The toy rows plus flaml (same time as tabcoder: 412 s on acc, 400 s on err), autogluon (fixed 60 s) and
+    one system whose cells followed both rules."""
+    rows = toy_rows()
+    for system, acc, err in (("flaml", (0.85, 412.0, "same-as-llm"), (5.5, 400.0, "same-as-llm")),
+                             ("autogluon", (0.86, 60.0, "fixed"), (5.4, 60.0, "fixed")),
+                             ("h2o", (0.7, 100.0, "fixed"), (7.0, 300.0, "same-as-llm"))):
+        for task, (value, given, rule) in (("acc", acc), ("err", err)):
+            metric, greater, _ = TOY[task]
+            row = toy_row(task, system, value, metric=metric, greater=greater, seconds=given + 5)
+            row.time_given, row.time_rule = given, rule
+            rows.append(row)
+    return rows
+
+
+def test_automl_baselines_show_the_time_they_were_given():
+    report = build_report(automl_rows())
+    systems = by_system(report)
+    assert systems["flaml"].time_given == 406.0 and systems["flaml"].time_rule == "same-as-llm"
+    assert systems["h2o"].time_rule == "mixed" and systems["model-a/reflexion"].time_rule is None
+    text = format_report(report)
+    assert "| mean s | mean tokens | time given |" in text
+    assert text.count("| same as tabcoder (406 s) |") == 1 and "| fixed 60 s |" in text
+    assert "| mixed (mean 200 s) |" in text
+    assert "| acc | accuracy | flaml | 100% | 0.85 |" in text and "| same as tabcoder (412 s) |" in text
+    assert "| err | rmse | flaml | 100% | 5.5 |" in text and "| same as tabcoder (400 s) |" in text
+    assert "time given: the seconds an AutoML baseline was given" in text
+    llm_line = next(line for line in text.splitlines() if line.startswith("| model-a/reflexion |"))
+    assert llm_line.endswith("| - |")
+    assert "time given" in render_html(report)
+
+
+def test_a_report_without_automl_baselines_has_no_time_note():
+    assert "time given: the seconds" not in format_report(build_report(toy_rows()))

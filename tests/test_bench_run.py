@@ -209,7 +209,7 @@ def test_process_pool_yields_results_and_worker_errors():
 
 def test_core_imports_no_optional_extra():
     code = ("import sys, tabcoder.cli, tabcoder.bench; "
-            "print(sorted(m for m in ('ray', 'flaml', 'lightgbm', 'xgboost') if m in sys.modules))")
+            "print(sorted(m for m in ('ray', 'flaml', 'lightgbm', 'xgboost', 'autogluon') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr
 

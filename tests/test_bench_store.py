@@ -1,4 +1,4 @@
-"""The SQLite results store: migrations (upgrade from v1 and v2), the bench lock, bad files."""
+"""The SQLite results store: migrations (upgrade from v1, v2 and v3), the bench lock, bad files."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ def test_upgrade_from_v1_keeps_rows_and_adds_columns(tmp_path):
     path = tmp_path / "old.sqlite"
     make_v1_file(path)
     with ResultStore(path) as store:
-        assert store.version == SCHEMA_VERSION == 3
+        assert store.version == SCHEMA_VERSION == 4
         (row,) = store.rows()
         assert row.key == "k1" and row.test_score == 0.9 and row.status == "done"
         assert row.bench_id is None and row.code_sha256 is None  # columns added by v2
         bench = store.start_bench(command="tabcoder bench x", executor="local", workers=1, host="h", interrupted=0)
         assert store.commands() == ["tabcoder bench x"] and bench == 1
     versions = [v for (v,) in sqlite3.connect(path).execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
 
 
 LIFT_FIELDS = {"baseline_validation": 0.91, "chosen_by": "model", "beat_baseline": 1, "gain_validation": 0.03,
@@ -58,7 +58,7 @@ def test_upgrade_from_v2_keeps_rows_and_round_trips_the_baseline_lift_columns(tm
     path = tmp_path / "v2.sqlite"
     make_v2_file(path)
     with ResultStore(path) as store:
-        assert store.version == 3
+        assert store.version == SCHEMA_VERSION
         (row,) = store.rows()
         assert (row.key, row.kind, row.validation_score, row.test_score, row.attempts, row.code) == (
             "k2", "llm", 0.8, 0.7, 4, "print(1)")
@@ -67,6 +67,31 @@ def test_upgrade_from_v2_keeps_rows_and_round_trips_the_baseline_lift_columns(tm
     with ResultStore(path) as store:
         (row,) = store.rows()
         assert {name: getattr(row, name) for name in LIFT_FIELDS} == LIFT_FIELDS and row.test_score == 0.75
+
+
+TIME_FIELDS = {"time_given": 412.5, "time_rule": "same-as-llm", "time_source": '{"s/t/m/reflexion/seed=0/h": 412.5}'}
+
+
+def test_upgrade_from_v3_keeps_rows_and_round_trips_the_time_given_columns(tmp_path):
+    path = tmp_path / "v3.sqlite"
+    conn = sqlite3.connect(path)
+    assert migrate(conn, target=3) == 3
+    conn.execute("INSERT INTO cells (key, suite, task, kind, model, strategy, seed, config_hash, config_json, status, "
+                 "metric, greater_is_better, test_score, valid, seconds, created, gain_validation) "
+                 "VALUES ('k3', 's', 't', 'baseline', 'flaml', '', 0, 'h', '{\"time_budget\": 60}', 'done', "
+                 "'accuracy', 1, 0.9, 1, 63.0, 'then', NULL)")
+    conn.commit()
+    conn.close()
+    with ResultStore(path) as store:
+        assert store.version == SCHEMA_VERSION == 4
+        (row,) = store.rows()
+        assert (row.key, row.test_score, row.seconds) == ("k3", 0.9, 63.0)
+        assert (row.time_given, row.time_rule, row.time_source) == (None, None, None)  # unknown before v4
+        store.record("k3", "done", CellResult(metric="accuracy", test_score=0.91, **TIME_FIELDS))
+    with ResultStore(path) as store:
+        (row,) = store.rows()
+        assert {name: getattr(row, name) for name in TIME_FIELDS} == TIME_FIELDS and row.test_score == 0.91
+        assert set(store.rows_of(["k3", "missing"])) == {"k3"}
 
 
 def test_fresh_file_is_at_the_latest_version_and_reopening_changes_nothing(tmp_path):

@@ -1,10 +1,14 @@
 """The baselines a benchmark compares the LLM against, graded exactly like an LLM's solution.
 
-Scope: three baselines behind one small interface (`search` on the harness's fit split, `refit` on all
+Scope: four baselines behind one small interface (`search` on the harness's fit split, `refit` on all
 training rows): `dummy` (scikit-learn's DummyClassifier with class priors / DummyRegressor with the mean,
 the median for mae), `hgb` (a default HistGradientBoosting, one thread, categorical columns ordinal
-encoded) and `flaml` (FLAML AutoML with the cell's time budget; optional extra `flaml`; its final model
-is the best configuration found on the fit split, refitted on all rows). `run_baseline` writes each
+encoded), and the AutoML baselines, which get the cell's time budget (in a bench: the wall time of the
+task's LLM cells, see `matrix.SameTime`): `flaml` (FLAML AutoML; optional extra `flaml`; its final model is
+the best configuration found on the fit split, refitted on all rows) and `autogluon` (AutoGluon's
+TabularPredictor, presets "medium_quality", one CPU; optional extra `autogluon`; its final model is a new
+AutoGluon fit on all rows with the same time limit; the models are saved in the run folder).
+`run_baseline` writes each
 baseline's predictions as a `submission.csv` - for the validation rows of `grading.make_split` with the
 cell's seed, then for the real test set - and grades both with `grading.grade_submission`, the grader the
 LLM's runs use. For rmsle, every baseline fits log1p(target) and predicts with expm1.
@@ -13,6 +17,7 @@ LLM's runs use. For rmsle, every baseline fits log1p(target) and predicts with e
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -37,9 +42,12 @@ from tabcoder.grading import Grade, grade_submission, make_split
 from tabcoder.metrics import Score
 from tabcoder.task import Task
 
-BASELINES = ("dummy", "hgb", "flaml")
+BASELINES = ("dummy", "hgb", "flaml", "autogluon")
+AUTOML = ("flaml", "autogluon")  # the baselines that take a time budget
 FLAML_FIX = "pip install 'tabcoder[flaml]'"
-DEFAULT_FLAML_SECONDS = 60.0
+AUTOGLUON_FIX = "pip install 'tabcoder[autogluon]'"
+DEFAULT_AUTOML_SECONDS = 60.0  # without LLM cells to match and without a budget
+DEFAULT_FLAML_SECONDS = DEFAULT_AUTOML_SECONDS  # the name before AutoGluon
 _MAX_CATEGORIES = 250  # HistGradientBoosting's categorical support needs fewer categories than max_bins
 # our metric -> FLAML's name for it (None: FLAML's default for the task type)
 _FLAML_METRICS = {"accuracy": "accuracy", "roc_auc": "roc_auc", "log_loss": "log_loss", "f1": "f1",
@@ -52,6 +60,55 @@ def unavailable_reason(name: str) -> str | None:
         raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)} (or none)")
     if name == "flaml" and (importlib.util.find_spec("flaml") is None or importlib.util.find_spec("lightgbm") is None):
         return f"FLAML is not installed; install it with {FLAML_FIX}"
+    if name == "autogluon":
+        return _autogluon_problem()
+    return None
+
+
+def _installed(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def pin_conflicts(requirements: list[str], installed=_installed) -> list[str]:
+    """The requirements (Requires-Dist lines without an extra) that the installed versions break, as
+    'pandas 3.1.1 (needs <2.4.0,>=2.0.0)'. Requirements of packages that are not installed are left out."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    broken = []
+    for line in requirements:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an extra's requirement, or another platform's
+        version = installed(requirement.name)
+        if version is not None and requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
+            broken.append(f"{requirement.name} {version} (needs {requirement.specifier})")
+    return broken
+
+
+def _autogluon_problem() -> str | None:
+    """AutoGluon missing, or installed beside versions it refuses (AutoGluon 1.6 pins pandas<2.4; on pandas 3
+    its feature generators fail with "fillna() got an unexpected keyword argument 'downcast'")."""
+    try:
+        found = importlib.util.find_spec("autogluon.tabular") is not None
+    except ModuleNotFoundError:  # no `autogluon` namespace at all
+        found = False
+    if not found:
+        return f"AutoGluon is not installed; install it with {AUTOGLUON_FIX}"
+    broken = []
+    for distribution in ("autogluon.tabular", "autogluon.core", "autogluon.common", "autogluon.features"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            broken += pin_conflicts(importlib.metadata.requires(distribution) or [])
+    if broken:
+        version = _installed("autogluon.tabular")
+        return (f"AutoGluon {version} is installed beside versions it does not support: "
+                f"{'; '.join(dict.fromkeys(broken))}; install it with {AUTOGLUON_FIX} in an environment where pip "
+                "may resolve its pins (pandas<2.4: it moves pandas 3 back to 2.3)")
     return None
 
 
@@ -196,9 +253,119 @@ class _FlamlModel:
         return self.automl.predict_proba(self.prepare(features))
 
 
-def make_baseline(name: str, task: Task, *, seed: int, seconds: float | None):
+# our metric -> AutoGluon's eval_metric (rmsle: the target is log1p(y), so rmse on it)
+_AUTOGLUON_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "f1": "f1",
+                      "macro_f1": "f1_macro", "roc_auc": "roc_auc", "log_loss": "log_loss",
+                      "rmse": "root_mean_squared_error", "mse": "mean_squared_error",
+                      "mae": "mean_absolute_error", "rmsle": "root_mean_squared_error", "r2": "r2"}
+AUTOGLUON_PRESETS = "medium_quality"
+
+
+@contextlib.contextmanager
+def _autogluon_log(path: Path):
+    """AutoGluon's log goes to `path` instead of its own stderr handler: even at verbosity 0 it logs, as
+    errors, every model it skips because torch or fastai is not installed. Library warnings are silenced."""
+    logger = logging.getLogger("autogluon")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handlers, propagate = list(logger.handlers), logger.propagate
+    for old in handlers:
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"(autogluon|lightgbm|xgboost|catboost|sklearn)(\.|$)")
+            yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        for old in handlers:
+            logger.addHandler(old)
+        logger.propagate = propagate
+
+
+@dataclass
+class _AutoGluonBaseline:
+    """AutoGluon's TabularPredictor with presets "medium_quality" (no bagging or stacking), one CPU, no GPU.
+    `search` fits it on the fit split for `seconds`; `refit` fits a new one on all rows for the same time
+    limit (AutoGluon's own choice of models, not a replay of the first fit). Models go to
+    `run_dir/autogluon/{search,refit}`."""
+
+    task: Task
+    seed: int
+    seconds: float
+    run_dir: Path
+    threads: int = 1
+    found: dict = field(default_factory=dict)
+
+    def _label(self, features: pd.DataFrame) -> str:
+        label = "__target__"
+        while label in features.columns:
+            label += "_"
+        return label
+
+    def _metric(self) -> str | None:
+        metric = _AUTOGLUON_METRICS.get(self.task.metric)
+        if metric == "roc_auc" and self.task.task_type == "multiclass":
+            return "roc_auc_ovr_macro"
+        return metric
+
+    def _fit(self, features: pd.DataFrame, y: np.ndarray, folder: str):
+        from autogluon.tabular import TabularPredictor
+
+        label = self._label(features)
+        frame = features.copy()
+        frame[label] = y
+        positive = self.task.positive_label if self.task.task_type == "binary" else None
+        log = self.run_dir / "autogluon" / f"{folder}.log"
+        with _autogluon_log(log):
+            predictor = TabularPredictor(label=label, problem_type=self.task.task_type, eval_metric=self._metric(),
+                                         path=str(self.run_dir / "autogluon" / folder), verbosity=1,
+                                         positive_class=positive, learner_kwargs={"random_state": self.seed})
+            predictor.fit(frame, presets=AUTOGLUON_PRESETS, time_limit=self.seconds, num_cpus=self.threads,
+                          num_gpus=0, ag_args_fit={"num_cpus": self.threads, "num_gpus": 0})
+        self.found[folder] = {"best_model": predictor.model_best, "models": list(predictor.model_names())}
+        return _AutoGluonModel(predictor, log)
+
+    def search(self, features: pd.DataFrame, y: np.ndarray):
+        return self._fit(features, y, "search")
+
+    def refit(self, features: pd.DataFrame, y: np.ndarray):
+        return self._fit(features, y, "refit")
+
+    def details(self) -> dict:
+        return {"presets": AUTOGLUON_PRESETS, "time_limit": self.seconds, **self.found}
+
+
+@dataclass
+class _AutoGluonModel:
+    predictor: Any
+    log: Path
+
+    @property
+    def classes_(self) -> list:
+        return list(self.predictor.class_labels)
+
+    def predict(self, features):
+        with _autogluon_log(self.log):
+            return self.predictor.predict(features).to_numpy()
+
+    def predict_proba(self, features):
+        with _autogluon_log(self.log):
+            probabilities = self.predictor.predict_proba(features, as_multiclass=True)
+        return probabilities[self.classes_].to_numpy()
+
+
+def make_baseline(name: str, task: Task, *, seed: int, seconds: float | None, run_dir: Path | None = None,
+                  threads: int = 1):
     if name == "flaml":
-        return _FlamlBaseline(task, seed, seconds or DEFAULT_FLAML_SECONDS)
+        return _FlamlBaseline(task, seed, seconds or DEFAULT_AUTOML_SECONDS)
+    if name == "autogluon":
+        if run_dir is None:
+            raise ValueError("the autogluon baseline saves its models in run_dir: give one")
+        return _AutoGluonBaseline(task, seed, seconds or DEFAULT_AUTOML_SECONDS, Path(run_dir), threads)
     return _SklearnBaseline(name, task, seed)
 
 
@@ -271,13 +438,13 @@ def run_baseline(name: str, task: Task, *, run_dir: Path, seed: int, valid_fract
     `run_dir/submission.csv` for the test set and grade it against `answers`. BLAS / OpenMP pools are held
     to `threads` (on 2 vCPUs, HistGradientBoosting ran 4-25x slower with two threads than with one)."""
     with threadpool_limits(threads):
-        return _run_baseline(name, task, run_dir, seed, valid_fraction, answers, seconds)
+        return _run_baseline(name, task, run_dir, seed, valid_fraction, answers, seconds, threads)
 
 
 def _run_baseline(name: str, task: Task, run_dir: Path, seed: int, valid_fraction: float,
-                  answers: pd.Series | None, seconds: float | None) -> BaselineResult:
+                  answers: pd.Series | None, seconds: float | None, threads: int) -> BaselineResult:
     started = time.monotonic()
-    baseline = make_baseline(name, task, seed=seed, seconds=seconds)
+    baseline = make_baseline(name, task, seed=seed, seconds=seconds, run_dir=run_dir, threads=threads)
     split = make_split(task, seed=seed, valid_fraction=valid_fraction)
     searched = baseline.search(split_features(split.fit, task), _target(split.fit, task))
     validation = cast(Grade, _write_and_grade(searched, task, split.valid, split.labels,  # labels given: graded

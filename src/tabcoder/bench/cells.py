@@ -116,7 +116,7 @@ class CellSpec:
 class TimeGiven:
     """The wall time an AutoML baseline cell is given and where it comes from (stored with its result)."""
 
-    seconds: float | None  # None: every LLM cell it matches failed; the cell is skipped, the next bench runs it
+    seconds: float | None  # None: every LLM cell it matches failed; the cell is an error, re-run next bench
     rule: str  # SAME_TIME: the mean wall time of the task's LLM cells | FIXED: the bench runs no LLM cell
     source: dict = field(default_factory=dict)  # LLM cell key -> its seconds (or its status when not done)
 
@@ -180,9 +180,8 @@ def _llm_hash(model: str, strategy: str, settings: BenchSettings) -> str:
 
 @dataclass
 class CellOutcome(CellResult):
-    """What a cell produced, as returned by a worker. `status`: done | error | skipped (an AutoML baseline
-    with no wall time to match) | interrupted (the run was stopped by Ctrl-C: the bench puts the cell back
-    to pending)."""
+    """What a cell produced, as returned by a worker. `status`: done | error | interrupted (the run was
+    stopped by Ctrl-C: the bench puts the cell back to pending)."""
 
     status: str = "done"
 
@@ -278,8 +277,10 @@ def _run_baseline(spec: CellSpec) -> CellOutcome:
     timing = given.result_fields() if given is not None else {}
     if given is not None and given.seconds is None:
         failed = ", ".join(f"{key} ({status})" for key, status in sorted(given.source.items()))
-        return CellOutcome(status="skipped", error=f"no LLM cell of this task and seed finished, so there is no "
-                           f"wall time to match (the next bench runs it): {failed}", **timing)
+        outcome = CellOutcome.failure(f"no LLM cell of this task and seed finished, so {spec.model} has no wall "
+                                      f"time to match (the next bench runs it again): {failed}")
+        outcome.time_rule, outcome.time_source = given.rule, timing["time_source"]
+        return outcome
     task = resolve_task(spec.task_path, RunConfig(**spec.overrides))
     answers = load_answers(Path(spec.answers_path), task)
     run_dir = new_run_dir(spec.cell_dir, task.name)

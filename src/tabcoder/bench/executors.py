@@ -51,6 +51,10 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._waiting)
 
+    def waiting(self) -> list[Any]:
+        """The items not handed out yet, in order."""
+        return list(self._waiting)
+
     def take(self, limit: int | None = None) -> list[Any]:
         """Up to `limit` (None: all) ready items, removed from the queue and prepared, in order."""
         taken: list[Any] = []

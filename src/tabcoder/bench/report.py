@@ -19,6 +19,10 @@ Conventions, chosen so that every number has one meaning whatever the metric's d
   cells where it is defined. Beside it: the share of cells where a model attempt beat the baseline, the share
   of the model's attempts that repeated an earlier script, and the share of edits (search-replace or
   functions replies to a parent) that applied. Baseline systems have none of these (shown as '-').
+- Time given (AutoML baselines: flaml, autogluon): the seconds each cell was given, and the rule. "same as
+  tabcoder (412 s)": the mean wall time of the LLM cells of the same task and seed (the mean over the cells
+  summarised); "fixed 60 s": the bench ran no LLM cell, so the explicit budget (or 60 s); "mixed" when the
+  cells summarised followed both rules. Other systems show '-'.
 """
 
 from __future__ import annotations
@@ -102,6 +106,8 @@ class Summary:
     beat_rate: float | None = None  # share of cells (with a known outcome) where a model attempt beat the baseline
     repeat_rate: float | None = None  # repeated scripts / model attempts
     edit_rate: float | None = None  # edits that applied / edits (None when no edits)
+    time_given: float | None = None  # AutoML baselines: mean seconds given (over the cells that record it)
+    time_rule: str | None = None  # "same-as-llm" | "fixed" | "mixed"; None for other systems
 
 
 @dataclass
@@ -166,10 +172,16 @@ def _ratio(numerators, denominators) -> float | None:
     return sum(n for n, _ in pairs) / total if total else None
 
 
+def _time_rule(rows: list[CellRow]) -> str | None:
+    rules = {r.time_rule for r in rows if r.time_rule}
+    return None if not rules else rules.pop() if len(rules) == 1 else "mixed"
+
+
 def _summarise(cells: list[ScoredCell], task: str | None) -> Summary:
     first = cells[0]
     rows = [c.row for c in cells if c.row.kind == "llm"]  # baselines have no baseline script, attempts or edits
     beats = [r.beat_baseline for r in rows if r.beat_baseline is not None]
+    timed = [c.row for c in cells if c.row.kind == "baseline" and c.row.time_given is not None]
     return Summary(
         system=first.system, kind=first.row.kind, task=task, metric=first.row.metric if task else None,
         greater_is_better=bool(first.row.greater_is_better),
@@ -181,7 +193,8 @@ def _summarise(cells: list[ScoredCell], task: str | None) -> Summary:
         lift=_mean(c.lift for c in cells),  # None for baseline cells (see _score_group)
         beat_rate=sum(b == 1 for b in beats) / len(beats) if beats else None,
         repeat_rate=_ratio([r.repeats for r in rows], [r.model_attempts for r in rows]),
-        edit_rate=_ratio([r.edits_applied for r in rows], [r.edits for r in rows]))
+        edit_rate=_ratio([r.edits_applied for r in rows], [r.edits for r in rows]),
+        time_given=_mean(r.time_given for r in timed), time_rule=_time_rule(timed))
 
 
 def _grouped(cells: list[ScoredCell], key) -> dict:
@@ -239,19 +252,36 @@ LIFT_NOTE = ("lift: mean gain of the chosen solution over the harness's baseline
              "model's attempts that repeated an earlier script; edits applied: share of its edits that applied")
 
 
+TIME_NOTE = ("time given: the seconds an AutoML baseline was given; same as tabcoder = the mean wall time of the "
+             "tabcoder (LLM) cells of the same task and seed, fixed = the bench ran no LLM cell")
+
+
+def fmt_time_given(summary: Summary) -> str:
+    """'same as tabcoder (412 s)', 'fixed 60 s', 'mixed (mean 200 s)', or '-' for a system given no time."""
+    if summary.time_given is None:
+        return "-"
+    seconds = f"{summary.time_given:.3g} s" if summary.time_given < 10 else f"{summary.time_given:.0f} s"
+    if summary.time_rule == "same-as-llm":
+        return f"same as tabcoder ({seconds})"
+    if summary.time_rule == "fixed":
+        return f"fixed {seconds}"
+    return f"mixed (mean {seconds})"
+
+
 def systems_table(report: Report) -> str:
     rows = [[s.system, str(s.cells), f"{s.valid_rate:.0%}", fmt_number(s.normalised, 3), f"{s.rank:.2f}",
              fmt_number(s.lift, 3), fmt_share(s.beat_rate), fmt_share(s.repeat_rate), fmt_share(s.edit_rate),
-             fmt_number(s.seconds, 3), f"{s.tokens:.0f}"] for s in report.systems]
+             fmt_number(s.seconds, 3), f"{s.tokens:.0f}", fmt_time_given(s)] for s in report.systems]
     return _table(["system", "cells", "valid", "mean normalised", "mean rank", "lift", "beat baseline", "repeats",
-                   "edits applied", "mean s", "mean tokens"], rows)
+                   "edits applied", "mean s", "mean tokens", "time given"], rows)
 
 
 def tasks_table(report: Report) -> str:
     rows = [[s.task or "-", s.metric or "-", s.system, f"{s.valid_rate:.0%}", fmt_number(s.test), fmt_number(s.validation),
-             fmt_number(s.normalised, 3), f"{s.rank:.2f}", fmt_number(s.seconds, 3), f"{s.tokens:.0f}"]
-            for s in report.tasks]
-    header = ["task", "metric", "system", "valid", "test", "validation", "normalised", "rank", "s", "tokens"]
+             fmt_number(s.normalised, 3), f"{s.rank:.2f}", fmt_number(s.seconds, 3), f"{s.tokens:.0f}",
+             fmt_time_given(s)] for s in report.tasks]
+    header = ["task", "metric", "system", "valid", "test", "validation", "normalised", "rank", "s", "tokens",
+              "time given"]
     return _table(header, rows)
 
 
@@ -259,7 +289,9 @@ def format_report(report: Report) -> str:
     """The aggregated table, then the per-task table, then notes."""
     if not report.cells:
         return "no finished cells yet" + ("".join(f"\nnote: {n}" for n in report.notes))
-    parts = ["All tasks (normalised: 0 = dummy, 1 = HistGradientBoosting; rank 1 = best)", LIFT_NOTE, "",
+    timed = any(s.time_given is not None for s in report.systems)
+    parts = ["All tasks (normalised: 0 = dummy, 1 = HistGradientBoosting; rank 1 = best)", LIFT_NOTE,
+             *([TIME_NOTE] if timed else []), "",
              systems_table(report), "", "Per task (test: mean test score of valid cells)", "", tasks_table(report)]
     parts += [f"note: {n}" for n in report.notes]
     return "\n".join(parts)

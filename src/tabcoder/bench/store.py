@@ -10,9 +10,9 @@ harness's baseline (its score, the gain over it, who wrote the chosen solution) 
 seconds, the rule: the same as the task's LLM cells or a fixed budget, and the LLM cells they came from).
 
 Cell status: `pending` (planned) -> `running` (handed to a worker) -> `done` (it produced a result,
-valid submission or not) | `error` (the harness failed: server down, crash) | `skipped` (a baseline
-whose optional extra is missing, or an AutoML baseline whose task's LLM cells all failed, so that it has no
-wall time to match). A new bench re-runs every cell that is not `done`; a `running` cell
+valid submission or not) | `error` (the harness failed: server down, crash; or an AutoML baseline whose
+task's LLM cells all failed, so that it has no wall time to match) | `skipped` (a baseline whose optional
+extra is missing). A new bench re-runs every cell that is not `done`; a `running` cell
 left by a killed bench is counted as interrupted and re-run.
 """
 

@@ -1,0 +1,96 @@
+"""The ensemble against the best single attempt, on the same runs: `tabcoder run --ensemble` on each task, then
+from run.json the blend's and the best single attempt's validation and mean fold scores, whether the blend
+was chosen, the final test score, and (when the blend was chosen) the best single attempt's own test score,
+its script refit on all training rows in the sandbox and graded by the same grader. Also the seconds the
+ensemble step added (the refit of the chosen blend against the best single's estimated refit).
+
+    python benchmarks/bench_ensemble.py --suite ../shared --time-budget 4m --jobs 2 -- --strategy tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tabcoder.evaluation import evaluate, prepare_workspace
+from tabcoder.grading import grade_submission, make_sample_submission
+from tabcoder.journal import Journal
+from tabcoder.rundir import load_answers
+from tabcoder.sandbox import LocalSandbox
+from tabcoder.task import load_task
+
+
+def run_task(task_dir: Path, answers: Path, out: Path, budget: str, extra: list[str]) -> Path | None:
+    command = [sys.executable, "-m", "tabcoder.cli", "run", str(task_dir), "--ensemble", "--time-budget", budget,
+               "--answers", str(answers), "--out", str(out), "-q", "--json", *extra]
+    done = subprocess.run(command, capture_output=True, text=True)
+    try:
+        return Path(json.loads(done.stdout)["run_dir"])
+    except (ValueError, KeyError):
+        print(f"{task_dir.name}: no result ({done.stderr.strip()[-300:]})", file=sys.stderr)
+        return None
+
+
+def single_test_score(run_dir: Path, task_dir: Path, answers: Path, index: int) -> float | None:
+    """The test score of attempt `index`'s script refit on all training rows (as the final step would)."""
+    task = load_task(task_dir)
+    labels = load_answers(answers, task)
+    attempt = next(a for a in Journal.load(run_dir / "journal.jsonl").attempts if a.index == index)
+    assert task.test is not None and attempt.code is not None
+    with tempfile.TemporaryDirectory() as scratch:
+        workspace = prepare_workspace(Path(scratch) / "w", train=task.train, test=task.test,
+                                      sample_submission=make_sample_submission(task, task.test[task.id_column]),
+                                      description=task.description)
+        evaluate(attempt.code, workspace, task=task, labels=None, sandbox=LocalSandbox(), timeout=1200)
+        grade = grade_submission(workspace / "submission.csv", task=task, labels=labels)
+    return grade.score.value if grade.valid else None
+
+
+def row(run_dir: Path | None, task_dir: Path, answers: Path) -> str:
+    if run_dir is None:
+        return f"| {task_dir.name} | no run | | | | | | |"
+    meta = json.loads((run_dir / "run.json").read_text())
+    result, ensemble = meta["result"], meta.get("ensemble")
+    test = result.get("test_score")
+    if not ensemble:
+        why = meta.get("selection", {}).get("note", "")
+        return (f"| {task_dir.name} | {result['valid_attempts']}/{result['attempts']} | no ensemble ({why}) | | | "
+                f"| {_n(test)} | |")
+    single = single_test_score(run_dir, task_dir, answers, ensemble["best_single"]) if ensemble["chosen"] else test
+    return (f"| {task_dir.name} | {result['valid_attempts']}/{result['attempts']} | "
+            f"{', '.join(f'{k}:{v}' for k, v in ensemble['weights'].items())} | "
+            f"{_n(ensemble['validation'])} / {_n(ensemble['best_single_validation'])} | "
+            f"{_n(ensemble['mean_folds'])} / {_n(ensemble['best_single_folds'])} | "
+            f"{'yes' if ensemble['chosen'] else 'no'} | {_n(test)} | {_n(single)} |")
+
+
+def _n(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", type=Path, required=True, help="a folder with tasks/ and answers/")
+    parser.add_argument("--time-budget", default="4m")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench-ensemble-runs"))
+    parser.add_argument("extra", nargs="*", help="more `tabcoder run` options (after --)")
+    args = parser.parse_args()
+    tasks = sorted(p for p in (args.suite / "tasks").iterdir() if p.is_dir())
+    answers = {t.name: args.suite / "answers" / f"{t.name}.csv" for t in tasks}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = list(pool.map(lambda t: run_task(t, answers[t.name], args.out, args.time_budget, args.extra), tasks))
+    print("| task | valid/attempts | members (picks) | validation: blend / best | folds: blend / best | chosen "
+          "| final test | best single's test |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run_dir, task_dir in zip(runs, tasks):
+        print(row(run_dir, task_dir, answers[task_dir.name]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
