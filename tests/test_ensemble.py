@@ -146,3 +146,23 @@ def test_the_ensemble_is_off_unless_asked_and_its_size_is_checked(tmp_path):
         run(folder, backend=ScriptedBackend([]), ensemble_size=1, out_dir=tmp_path / "runs")
     done = tabcoder_cli("run", "--help")
     assert "--ensemble / --no-ensemble" in done.stdout and "--ensemble-size" in done.stdout
+
+
+def test_under_a_time_budget_the_plan_keeps_every_confirmed_members_refit_in_hand():
+    from tabcoder.budget import TimePlan
+    from tabcoder.config import RunConfig
+    from tabcoder.journal import Attempt
+
+    attempts = [Attempt(index=i, parent=None, kind="draft", messages=[], response="", code="x", valid=True,
+                        score=0.9 - i / 10, metric="accuracy", run_seconds=10.0 * (i + 1)) for i in range(3)]
+
+    class Ranked:
+        def ranked(self):
+            return attempts
+
+    def reserve(ensemble: bool) -> float:
+        config = RunConfig(ensemble=ensemble, time_budget=3600)
+        return TimePlan(config, growth=1.0, workers=1, seconds_left=lambda: 3600.0).finish_estimate(Ranked())
+
+    single, blended = reserve(False), reserve(True)
+    assert blended - single == pytest.approx(20.0 + 1.0 + 30.0 + 1.0), "the other two members' refits"

@@ -81,14 +81,18 @@ class TimePlan:
         return self.confirmable(ranked, left)
 
     def finish_estimate(self, journal: Journal) -> float:
-        """Seconds to keep for confirming the best candidates on folds and refitting the final one. Under a
-        time budget, confirmation is planned within `CONFIRM_SHARE` of it (fewer candidates, or none)."""
+        """Seconds to keep for confirming the best candidates on folds and refitting the final one (with
+        `--ensemble`, every confirmed candidate, as a blend may use them all). Under a time budget, confirmation
+        is planned within `CONFIRM_SHARE` of it (fewer candidates, or none)."""
         ranked = journal.ranked()
         if not ranked:
             return 0.0
         budget = self.config.time_budget
         confirmed = self.confirmable(ranked, None if budget is None else CONFIRM_SHARE * budget)
-        return self.refit_estimate(ranked[0]) + (self.confirm_estimate(confirmed) if confirmed else 0.0)
+        refit = self.refit_estimate(ranked[0])
+        if self.config.ensemble and confirmed:  # an ensemble refits each of its members, the confirmed at most
+            refit = sum(self.refit_estimate(a) for a in confirmed)
+        return refit + (self.confirm_estimate(confirmed) if confirmed else 0.0)
 
     def attempt_timeout(self, journal: Journal) -> float:
         """The configured timeout, shortened near the end of a time budget (but never below a floor)."""
