@@ -78,7 +78,7 @@ class Solution:
         file unless `overwrite`)."""
         out = Path(out)
         if out.exists() and not overwrite:
-            raise RunDirError(f"{out} exists; choose another --out, or pass --force to replace it")
+            raise RunDirError(f"{out} exists; choose another --out, or pass --force (overwrite=True) to replace it")
         prediction = self.run(data, **options)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(prediction.data)

@@ -53,7 +53,8 @@ def _suite(suite: str, answers: Path | None, cache: Path | None, tasks: str | No
 # --seeds, --baselines and --out repeat BenchSettings' defaults: importing tabcoder.bench (its baselines load
 # scikit-learn's ensembles) would add about 0.2 s to every `tabcoder` command's start.
 @click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0 .. N-1) per cell.")
-@click.option("--budget", help="Time budget per LLM cell (e.g. 4m), also FLAML's time budget.")
+@click.option("--budget", help="Time budget per LLM cell (e.g. 4m). The AutoML baselines (flaml, autogluon) get the "
+                               "wall time the task's LLM cells used; without LLM cells, this budget.")
 @click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum attempts per LLM cell.")
 @click.option("--token-budget", type=int, help="Token budget per LLM cell.")
 @click.option("--timeout", default=str(int(RunConfig.timeout)), show_default=True, help="Time limit per attempt.")
@@ -62,9 +63,11 @@ def _suite(suite: str, answers: Path | None, cache: Path | None, tasks: str | No
 @click.option("--example/--no-example", "show_example", default=RunConfig.show_example, show_default=True,
               help="Show the model the baseline script (RunConfig.show_example).")
 @click.option("--base-url", help="OpenAI-compatible server shared by all workers (with --models openai:NAME).")
-@click.option("--baselines", default="dummy,hgb,flaml", show_default=True, help="Comma-separated baselines, or none.")
-# BenchSettings.baseline_seconds is None (FLAML's own budget); the command gives FLAML 60 s.
-@click.option("--baseline-budget", default="60s", show_default=True, help="FLAML's time budget when --budget is not given.")
+@click.option("--baselines", default="dummy,hgb,flaml", show_default=True,
+              help="Comma-separated baselines (dummy, hgb, flaml, autogluon), or none.")
+# BenchSettings.baseline_seconds is None; the command gives an AutoML baseline 60 s when nothing else sets its time.
+@click.option("--baseline-budget", default="60s", show_default=True,
+              help="The AutoML baselines' time when the bench has no LLM cells and no --budget.")
 @click.option("--db", type=click.Path(path_type=Path), help="SQLite results file (default: OUT/bench.sqlite).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("bench-runs"), show_default=True,
               help="Folder for the cells' run folders.")
