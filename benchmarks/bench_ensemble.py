@@ -26,8 +26,8 @@ from tabcoder.task import load_task
 
 
 def run_task(task_dir: Path, answers: Path, out: Path, budget: str, extra: list[str]) -> Path | None:
-    command = [sys.executable, "-m", "tabcoder.cli", "run", str(task_dir), "--ensemble", "--time-budget", budget,
-               "--answers", str(answers), "--out", str(out), "-q", "--json", *extra]
+    command = [sys.executable, "-m", "tabcoder.cli", "run", str(task_dir), "--ensemble", "--answers", str(answers),
+               "--out", str(out), "-q", "--json", *(["--time-budget", budget] if budget else []), *extra]
     done = subprocess.run(command, capture_output=True, text=True)
     try:
         return Path(json.loads(done.stdout)["run_dir"])
@@ -76,7 +76,7 @@ def _n(value) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", type=Path, required=True, help="a folder with tasks/ and answers/")
-    parser.add_argument("--time-budget", default="4m")
+    parser.add_argument("--time-budget", default="4m", help="per run ('' for none: the attempt budget alone)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-ensemble-runs"))
     parser.add_argument("extra", nargs="*", help="more `tabcoder run` options (after --)")

@@ -1,9 +1,12 @@
-"""The final step of a run: the chosen attempt re-run on all training rows and the real test set.
+"""The final step of a run: the chosen attempt (or ensemble) re-run on all training rows and the real test set.
 
-Scope: `finalize` tries the candidates in the order the selection gave (at most `FINAL_CANDIDATES`), keeps
-the first whose submission passes the harness's checks as `best/` and `submission.csv`, and scores it on
-the answers when they were given (never used to choose). A task without a test set gets its solution
-written and nothing predicted. The outcome is a `FinalOutcome`.
+Scope: `finalize` tries a chosen ensemble first (its members in `best/members/`, blended by the entry point
+`best/solution.py`, see `write_ensemble`), then the candidates in the order the selection gave (at most
+`FINAL_CANDIDATES`), and keeps the first whose submission passes the harness's checks as `best/`; the run's
+`submission.csv` is then written from the checked predictions in the task's submission format (the sample's
+header, ids, spelling) and checked against it, and scored on the answers when they were given (never used to
+choose). A task without a test set gets its solution written and nothing predicted. The outcome is a
+`FinalOutcome`.
 """
 
 from __future__ import annotations
