@@ -147,6 +147,7 @@ def write_readme(folder: Path, *, task: Task, run_dir: Path, attribution: str, s
                  mode: PredictionMode, formatting: str | None, code: str) -> Path:
     """Write `folder/README.md`: the task, the metric, the scores, the chosen attempt, what the solution needs
     and the commands that reproduce the submission and predict new rows."""
+    folder, run_dir = folder.resolve(), run_dir.resolve()  # the commands work from any directory
     spec = task.metric_spec
     better = "higher" if spec.greater_is_better else "lower"
     if task.task_type == "regression":
