@@ -5,12 +5,14 @@ its script refit on all training rows in the sandbox and graded by the same grad
 ensemble step added (the refit of the chosen blend against the best single's estimated refit).
 
     python benchmarks/bench_ensemble.py --suite ../shared --time-budget 4m --jobs 2 -- --strategy tree
+    python benchmarks/bench_ensemble.py --from-runs bench-runs --answers ../shared/answers   # a bench's runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -69,27 +71,69 @@ def row(run_dir: Path | None, task_dir: Path, answers: Path) -> str:
             f"{'yes' if ensemble['chosen'] else 'no'} | {_n(test)} | {_n(single)} |")
 
 
+_ESTIMATOR = re.compile(r"\b([A-Z][A-Za-z]*(?:Classifier|Regressor|Regression|Ridge|RidgeCV|Lasso|SVC|SVR))\(")
+
+
+def families(run_dir: Path, indices: list[int]) -> str:
+    """The estimator classes each attempt's script constructs, e.g. `0:HistGradientBoostingClassifier`."""
+    attempts = {a.index: a for a in Journal.load(run_dir / "journal.jsonl").attempts}
+    found = []
+    for index in indices:
+        names = sorted(set(_ESTIMATOR.findall(attempts[index].code or ""))) if index in attempts else []
+        found.append(f"{index}:{'+'.join(n.replace('Classifier', 'C').replace('Regressor', 'R') for n in names) or '?'}")
+    return " ".join(found)
+
+
+def recorded_runs(folder: Path, answers_dir: Path | None) -> list[tuple[Path, Path, Path]]:
+    """(run folder, task folder, answers file) of every finished run below `folder`: its own --answers, else
+    `answers_dir/<task>.csv`."""
+    found = []
+    for meta_path in sorted(folder.rglob("run.json")):
+        meta = json.loads(meta_path.read_text())
+        config, task = meta.get("config", {}), meta.get("task", {})
+        answers = config.get("answers") or (answers_dir and answers_dir / f"{task.get('name')}.csv")
+        if meta.get("result") and answers and Path(answers).is_file() and task.get("source_path"):
+            found.append((meta_path.parent, Path(task["source_path"]), Path(answers)))
+    return found
+
+
 def _n(value) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", type=Path, required=True, help="a folder with tasks/ and answers/")
+    parser.add_argument("--suite", type=Path, help="a folder with tasks/ and answers/")
+    parser.add_argument("--from-runs", type=Path,
+                        help="instead of running: read every finished run (given --answers) below this folder, "
+                             "e.g. a `tabcoder bench` output folder")
+    parser.add_argument("--answers", type=Path, help="with --from-runs: the folder of <task>.csv test labels")
     parser.add_argument("--time-budget", default="4m", help="per run ('' for none: the attempt budget alone)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-ensemble-runs"))
     parser.add_argument("extra", nargs="*", help="more `tabcoder run` options (after --)")
     args = parser.parse_args()
-    tasks = sorted(p for p in (args.suite / "tasks").iterdir() if p.is_dir())
-    answers = {t.name: args.suite / "answers" / f"{t.name}.csv" for t in tasks}
-    with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda t: run_task(t, answers[t.name], args.out, args.time_budget, args.extra), tasks))
+    if args.from_runs:
+        found: list[tuple[Path | None, Path, Path]] = list(recorded_runs(args.from_runs, args.answers))
+    elif args.suite:
+        tasks = sorted(p for p in (args.suite / "tasks").iterdir() if p.is_dir())
+        answers = {t.name: args.suite / "answers" / f"{t.name}.csv" for t in tasks}
+        with ThreadPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(lambda t: run_task(t, answers[t.name], args.out, args.time_budget, args.extra),
+                                 tasks))
+        found = [(run_dir, task, answers[task.name]) for run_dir, task in zip(runs, tasks)]
+    else:
+        parser.error("give --suite (run the tasks) or --from-runs (read finished runs)")
     print("| task | valid/attempts | members (picks) | validation: blend / best | folds: blend / best | chosen "
-          "| final test | best single's test |")
-    print("|---|---|---|---|---|---|---|---|")
-    for run_dir, task_dir in zip(runs, tasks):
-        print(row(run_dir, task_dir, answers[task_dir.name]), flush=True)
+          "| final test | best single's test | families of the confirmed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for run_dir, task_dir, answer_file in found:
+        line = row(run_dir, task_dir, answer_file)
+        confirmed = []
+        if run_dir is not None:
+            selection = json.loads((run_dir / "run.json").read_text()).get("selection", {})
+            confirmed = [int(c["attempt"]) for c in selection.get("candidates", []) if c.get("folds")]
+        print(line + (f" {families(run_dir, confirmed)} |" if run_dir is not None else " |"), flush=True)
 
 
 if __name__ == "__main__":

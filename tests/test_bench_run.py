@@ -133,7 +133,7 @@ def test_cell_keys_depend_on_settings_that_change_results_only():
     def key(**config):
         return CellSpec("s", "t", "/t", "/a", {}, "llm", "local", "reflexion", 0, config, "/out").key
 
-    assert key() == key(iterations=4, show_example=True)  # RunConfig's defaults, given or not
+    assert key() == key(iterations=None, time_budget=300.0, show_example=True)  # RunConfig's defaults, given or not
     assert key() == key(base_url="http://127.0.0.1:8080/v1", threads=2)  # where and how fast it runs
     assert key(iterations=3) != key() and key(time_budget=120.0) != key()
     assert key().startswith("s/t/local/reflexion/seed=0/")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tabcoder.backends import ScriptedBackend
-from tabcoder.ensemble import blend, greedy_weights
+from tabcoder.ensemble import PROBABILITIES_NAME, blend, class_probabilities, greedy_weights, read_predictions
 from tabcoder.errors import ConfigError
 from tabcoder.prompting import fence
 from tabcoder.runner import run
@@ -137,10 +137,14 @@ def test_an_ensemble_that_does_not_beat_the_best_attempt_is_recorded_not_used(tm
     assert result.attribution.written_by == "model"
 
 
-def test_the_ensemble_is_off_unless_asked_and_its_size_is_checked(tmp_path):
+def test_the_ensemble_is_on_by_default_off_when_asked_and_its_size_is_checked(tmp_path):
     folder = two_signal_task(tmp_path / "t")
     backend = ScriptedBackend([responder([one_feature_script("a"), one_feature_script("b")])] * 3)
-    result = run(folder, backend=backend, iterations=2, baseline=False, confirm_folds=3, out_dir=tmp_path / "runs")
+    result = run(folder, backend=backend, iterations=2, baseline=False, confirm_folds=3, out_dir=tmp_path / "on")
+    assert result.ensemble is not None and result.ensemble["chosen"]
+    backend = ScriptedBackend([responder([one_feature_script("a"), one_feature_script("b")])] * 3)
+    result = run(folder, backend=backend, iterations=2, baseline=False, confirm_folds=3, ensemble=False,
+                 out_dir=tmp_path / "off")
     assert result.ensemble is None and not (result.run_dir / "best" / "members").exists()
     with pytest.raises(ConfigError, match="--ensemble-size must be at least 2"):
         run(folder, backend=ScriptedBackend([]), ensemble_size=1, out_dir=tmp_path / "runs")
@@ -166,3 +170,90 @@ def test_under_a_time_budget_the_plan_keeps_every_confirmed_members_refit_in_han
 
     single, blended = reserve(False), reserve(True)
     assert blended - single == pytest.approx(20.0 + 1.0 + 30.0 + 1.0), "the other two members' refits"
+
+
+# --------------------------------------------------------------------------- label metrics: class probabilities
+
+
+def label_script(feature: str, probabilities: bool = True) -> str:
+    """Labels from one feature; with `probabilities`, the class probabilities beside them."""
+    extra = f"""
+proba = pd.DataFrame(model.predict_proba(test[["{feature}"]]), columns=[str(c) for c in model.classes_])
+proba.insert(0, "id", test["id"].to_numpy())
+proba.to_csv("{PROBABILITIES_NAME}", index=False)
+""" if probabilities else ""
+    return f"""
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+train = pd.read_csv("input/train.csv")
+test = pd.read_csv("input/test.csv")
+model = LogisticRegression().fit(train[["{feature}"]], train["y"])
+pd.DataFrame({{"id": test["id"], "y": model.predict(test[["{feature}"]])}}).to_csv("submission.csv", index=False)
+""" + extra
+
+
+def label_task(root: Path) -> Path:
+    folder = two_signal_task(root)
+    sample = pd.read_csv(folder / "sample_submission.csv").assign(y="no")
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    (folder / "description.md").write_text("Predict y (yes or no). Submissions are evaluated on accuracy.\n")
+    return folder
+
+
+def test_blend_of_class_probabilities_is_not_a_vote():
+    classes = ["no", "yes"]
+    sure_no = np.array([[0.9, 0.1]])
+    unsure_yes = np.array([[0.45, 0.55]])
+    assert blend([unsure_yes, unsure_yes, sure_no], [1, 1, 1], "label", classes).tolist() == ["no"]
+    votes = [np.array(["yes"], dtype=object), np.array(["yes"], dtype=object), np.array(["no"], dtype=object)]
+    assert blend(votes, [1, 1, 1], "label", classes).tolist() == ["yes"]
+    mixed = [unsure_yes, np.array(["no"], dtype=object)]  # a member without probabilities counts by its label
+    assert blend(mixed, [1, 1], "label", classes).tolist() == ["no"]
+
+
+def test_class_probabilities_are_read_only_when_usable_and_agreeing(tmp_path):
+    task = load_task(label_task(tmp_path / "t"))
+    assert task.metric == "accuracy"
+    labels = pd.Series(["yes", "no", "yes"], index=pd.Index([551, 552, 550], name="id"))
+    folder = tmp_path / "w"
+    folder.mkdir()
+    pd.DataFrame({"id": [550, 551, 552], "y": ["yes", "yes", "no"]}).to_csv(folder / "submission.csv", index=False)
+    probabilities = folder / PROBABILITIES_NAME
+    pd.DataFrame({"id": [552, 550, 551], "yes": [0.2, 0.7, 0.6], "no": [0.8, 0.3, 0.4]}).to_csv(probabilities,
+                                                                                            index=False)
+    matrix = class_probabilities(probabilities, task, labels.index)
+    assert np.allclose(matrix, [[0.4, 0.6], [0.8, 0.2], [0.3, 0.7]]), "rows in the ids' order, columns by class"
+    assert read_predictions(folder / "submission.csv", task, labels).shape == (3, 2)
+    pd.DataFrame({"id": [550, 551, 552], "yes": [0.7, 0.6, 0.2]}).to_csv(probabilities, index=False)
+    assert class_probabilities(probabilities, task, labels.index) is None, "a class is missing"
+    pd.DataFrame({"id": [550, 551, 999], "yes": [0.7, 0.6, 0.2], "no": [0.3, 0.4, 0.8]}).to_csv(probabilities,
+                                                                                            index=False)
+    assert class_probabilities(probabilities, task, labels.index) is None, "an id is missing"
+    pd.DataFrame({"id": [550, 551, 552], "yes": [0.7, 1.6, 0.2], "no": [0.3, 0.4, 0.8]}).to_csv(probabilities,
+                                                                                            index=False)
+    assert class_probabilities(probabilities, task, labels.index) is None, "not a probability"
+    pd.DataFrame({"id": [550, 551, 552], "yes": [0.1, 0.6, 0.2], "no": [0.9, 0.4, 0.8]}).to_csv(probabilities,
+                                                                                            index=False)
+    read = read_predictions(folder / "submission.csv", task, labels)
+    assert read.ndim == 1 and read.tolist() == ["yes", "no", "yes"], "probabilities that contradict the labels"
+
+
+def test_for_a_label_metric_the_blend_of_probabilities_is_chosen_where_a_vote_could_not_be(tmp_path):
+    folder = label_task(tmp_path / "t")
+    backend = ScriptedBackend([responder([label_script("a"), label_script("b")])] * 3)
+    result = run(folder, backend=backend, iterations=2, baseline=False, confirm_folds=3, out_dir=tmp_path / "runs")
+    assert result.final_valid, result.final_problems
+    ensemble = result.ensemble
+    assert ensemble is not None and ensemble["chosen"], ensemble
+    assert ensemble["mean_folds"] > ensemble["best_single_folds"]
+    best = result.run_dir / "best"
+    written = (best / "submission.csv").read_bytes()
+    (best / "submission.csv").unlink()
+    done = subprocess.run([sys.executable, "solution.py"], cwd=best, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (best / "submission.csv").read_bytes() == written
+    assert set(pd.read_csv(best / "submission.csv")["y"]) <= {"yes", "no"}
+    # the same two scripts with labels only: a vote of two is the heavier member alone, never chosen
+    backend = ScriptedBackend([responder([label_script("a", False), label_script("b", False)])] * 3)
+    votes = run(folder, backend=backend, iterations=2, baseline=False, confirm_folds=3, out_dir=tmp_path / "votes")
+    assert votes.final_valid and not (votes.ensemble or {}).get("chosen")

@@ -2,7 +2,7 @@
 on labels the code never sees, and the model reflects and iterates.
 
     import tabcoder
-    result = tabcoder.run("path/to/task", model="local", iterations=4)
+    result = tabcoder.run("path/to/task", model="local", time_budget="5m")
     result.predict(new_rows)                          # the delivered solution on new rows
     tabcoder.load("runs/20261201-120000-task").predict("new.csv")
 """

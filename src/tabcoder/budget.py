@@ -26,19 +26,19 @@ def _no_reserve(journal: Journal) -> float:
 
 @dataclass
 class Budget:
-    """When to stop: attempts begun, wall seconds since `started`, total LLM tokens.
+    """When to stop: attempts begun, wall seconds since `started`, total LLM tokens (None: no such limit).
 
     `finish_reserve(journal)` is the time to keep in hand after the search for choosing and refitting the
     final solution, so that a time budget is the time of the whole run."""
 
-    iterations: int
+    iterations: int | None
     seconds: float | None = None
     tokens: int | None = None
     started: float = 0.0
     finish_reserve: Callable[[Journal], float] = _no_reserve
 
     def exhausted(self, journal: Journal, now: float, reserve: float = 0.0) -> str | None:
-        if journal.started >= self.iterations:
+        if self.iterations is not None and journal.started >= self.iterations:
             return f"iteration budget ({self.iterations}) reached"
         if self.tokens is not None and journal.tokens >= self.tokens:
             return f"token budget ({self.tokens}) reached"
@@ -62,12 +62,16 @@ class TimePlan:
 
     def confirm_estimate(self, candidates: list[Attempt]) -> float:
         k = self.config.confirm_folds
+        if k < 2:  # confirmation is off
+            return 0.0
         fold_share = (k - 1) / k * self.growth
         runs = sum(a.run_seconds * fold_share + SETUP_SECONDS for a in candidates) * k
         return runs / self.workers
 
     def confirmable(self, candidates: list[Attempt], seconds: float | None) -> list[Attempt]:
         """The best candidates whose confirmation fits in `seconds` (all when None); fewer than two: none."""
+        if self.config.confirm_folds < 2:
+            return []
         top = candidates[:self.config.confirm_top]
         while seconds is not None and len(top) >= 2 and self.confirm_estimate(top) > seconds:
             top = top[:-1]

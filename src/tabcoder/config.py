@@ -20,14 +20,22 @@ STRATEGIES = ("reflexion", "tree")
 EDIT_FORMATS = ("search-replace", "functions", "whole")
 POLICY_NAMES = ("greedy", "ucb")
 
+#: The default wall time of a whole run (search, fold confirmation and the final refit): a user can predict it.
+DEFAULT_TIME_BUDGET = 300.0
+DEFAULT_BUDGET_TEXT = "5m"  # the same, as the command line shows it
+#: Words that mean "no time budget" for --time-budget.
+NO_BUDGET_WORDS = ("none", "off", "unlimited")
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
-    """'90' / '90s' / '10m' / '1.5h' -> seconds. None stays None."""
+    """'90' / '90s' / '10m' / '1.5h' -> seconds. None, 'none', 'off' and 'unlimited' -> None."""
     if text is None or isinstance(text, (int, float)):
         return None if text is None else float(text)
+    if text.strip().lower() in NO_BUDGET_WORDS:
+        return None
     match = _DURATION.match(text)
     if not match:
         raise ConfigError(f"Cannot read the duration {text!r}: write a number of seconds or e.g. '90s', '10m', '1h'.")
@@ -49,8 +57,8 @@ class RunConfig:
     llm_timeout: float | None = None  # seconds per model call; None: the backend's default for its kind
     # strategy and budgets
     strategy: str = "reflexion"
-    iterations: int = 4
-    time_budget: float | None = None
+    iterations: int | None = None  # model attempts at most (None: as many as the time budget allows)
+    time_budget: float | None = DEFAULT_TIME_BUDGET  # seconds for the whole run (None: no time limit)
     token_budget: int | None = None
     prompt_style: str = "chat"
     use_description: bool = True
@@ -70,7 +78,7 @@ class RunConfig:
     confirm_top: int = 3
     # an ensemble of the confirmed attempts (greedy selection on the validation rows), chosen when it beats the
     # best single attempt on the confirmation folds
-    ensemble: bool = False
+    ensemble: bool = True
     ensemble_size: int = 10
     # sandbox
     timeout: float = 300.0
@@ -107,7 +115,10 @@ class RunConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.iterations >= 1, f"--iterations must be at least 1 (got {self.iterations})."),
+            (self.iterations is None or self.iterations >= 1, f"--iterations must be at least 1 (got {self.iterations})."),
+            (self.iterations is not None or self.time_budget is not None or self.token_budget is not None,
+             "A run without a time budget needs another end: give --iterations N or --token-budget N "
+             "(or a --time-budget such as 10m)."),
             (self.timeout > 0, f"--timeout must be positive (got {self.timeout})."),
             (self.llm_timeout is None or self.llm_timeout > 0, f"--llm-timeout must be positive (got {self.llm_timeout})."),
             (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive."),

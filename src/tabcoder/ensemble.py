@@ -1,7 +1,9 @@
 """An ensemble of verified solutions: greedy ensemble selection (Caruana et al., 2004: forward selection with
 replacement) over the predictions the attempts wrote for the harness's held-out rows.
 
-Scope: `blend` (the weighted mean of probabilities or numbers, or a weighted vote of labels), `greedy_weights`
+Scope: `blend` (the weighted mean of probabilities or numbers; for label metrics the weighted mean of each
+member's class probabilities, or of its labels as one-hot rows when it wrote none, then the likeliest class),
+`greedy_weights`
 (the selection on one set of rows), and `build_ensemble`, which fits the weights on the validation rows only,
 with the attempts confirmed on the folds as candidates (the baseline among them), and scores the blend on each
 confirmation fold exactly like a single attempt, from the predictions the members already wrote there. The
@@ -22,13 +24,20 @@ import pandas as pd
 from tabcoder.evaluation import SUBMISSION_NAME
 from tabcoder.grading import check_submission, make_folds
 from tabcoder.grading.scoring import prediction_array, true_array
-from tabcoder.grading.submission import prediction_kind
+from tabcoder.grading.submission import prediction_kind, to_classes
 from tabcoder.journal import Attempt
 from tabcoder.metrics import Score
 from tabcoder.task import Task
+from tabcoder.task.ids import id_keys
 
 #: Steps of the forward selection (the members' weights are counts out of this many picks).
 DEFAULT_SIZE = 10
+#: For label metrics a solution may write, beside submission.csv, its class probabilities: the id column and
+#: one column per class. Nothing grades them; an ensemble blends them instead of votes.
+PROBABILITIES_NAME = "probabilities.csv"
+#: Probabilities are used only when their likeliest class is the member's own label on this share of rows
+#: (a script that tuned a threshold, or wrote stale probabilities, is blended by its labels).
+AGREEMENT = 0.99
 
 
 @dataclass
@@ -60,22 +69,28 @@ class Ensemble:
         return data
 
 
-def blend(predictions: Sequence[np.ndarray], weights: Sequence[float], kind: str) -> np.ndarray:
-    """The weighted blend: the mean of probabilities (a column or a matrix) or numbers; for labels a weighted
-    vote, ties going to the label of the member with the largest weight (the first such member)."""
+def one_hot(labels: np.ndarray, classes: Sequence) -> np.ndarray:
+    """Labels as rows of 0/1 over `classes` (a label that is no class is a row of zeros)."""
+    values = np.asarray(labels, dtype=object)
+    return np.stack([values == c for c in classes], axis=1).astype(float)
+
+
+def blend(predictions: Sequence[np.ndarray], weights: Sequence[float], kind: str,
+          classes: Sequence | None = None) -> np.ndarray:
+    """The weighted blend: the mean of probabilities (a column or a matrix) or numbers. For labels each member is
+    an (n, k) matrix over `classes` (its class probabilities) or an array of labels (one-hot rows: a weighted
+    vote); the blend is the class with the largest weighted mean, ties going to the member with the largest
+    weight (the first such member). Without `classes`, the labels the members wrote."""
     w = np.asarray(weights, dtype=float)
     if kind != "label":
         stacked = np.stack([np.asarray(p, dtype=float) for p in predictions])
         return np.tensordot(w / w.sum(), stacked, axes=1)
-    n = len(predictions[0])
-    labels = pd.unique(np.concatenate([np.asarray(p, dtype=object) for p in predictions]))
-    votes = np.zeros((n, len(labels)))
-    lead = int(np.argmax(w))
-    for j, label in enumerate(labels):
-        for weight, p in zip(w, predictions):
-            votes[:, j] += weight * (np.asarray(p, dtype=object) == label)
-        votes[:, j] += 1e-9 * (np.asarray(predictions[lead], dtype=object) == label)  # ties: the lead member
-    return labels[np.argmax(votes, axis=1)]
+    if classes is None:
+        classes = list(pd.unique(np.concatenate([np.asarray(p, dtype=object) for p in predictions])))
+    matrices = [np.asarray(p, dtype=float) if np.ndim(p) == 2 else one_hot(p, classes) for p in predictions]
+    mean = np.tensordot(w / w.sum(), np.stack(matrices), axes=1)
+    mean += 1e-9 * matrices[int(np.argmax(w))]  # ties: the lead member
+    return np.asarray(list(classes), dtype=object)[np.argmax(mean, axis=1)]
 
 
 def _score(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> Score:
@@ -101,7 +116,8 @@ def greedy_weights(predictions: dict[int, np.ndarray], y_true: np.ndarray, task:
         for index in order:
             trial = {**counts, index: counts.get(index, 0) + 1}
             members = list(trial)
-            score = _score(task, y_true, blend([predictions[i] for i in members], [trial[i] for i in members], kind))
+            score = _score(task, y_true, blend([predictions[i] for i in members], [trial[i] for i in members], kind,
+                                               task.classes))
             if step_best is None or score > step_best[1]:
                 step_best = (index, score)
         assert step_best is not None  # `order` is not empty
@@ -113,9 +129,50 @@ def greedy_weights(predictions: dict[int, np.ndarray], y_true: np.ndarray, task:
 
 
 def read_predictions(path: Path, task: Task, labels: pd.Series) -> np.ndarray | None:
-    """The predictions of the submission at `path` for the ids of `labels`, in their order (None if invalid)."""
+    """The predictions of the submission at `path` for the ids of `labels`, in their order (None if invalid).
+    For label metrics: the class probabilities written beside it (an (n, k) matrix over `task.classes`) when
+    they are usable and agree with the labels, else the labels."""
     aligned, problems = check_submission(path, task=task, expected_ids=labels.index)
-    return None if aligned is None or problems else prediction_array(aligned, task)
+    if aligned is None or problems:
+        return None
+    predicted = prediction_array(aligned, task)
+    if prediction_kind(task) != "label" or not task.classes:
+        return predicted
+    probabilities = class_probabilities(path.with_name(PROBABILITIES_NAME), task, labels.index)
+    if probabilities is None:
+        return predicted
+    likeliest = np.asarray(task.classes, dtype=object)[np.argmax(probabilities, axis=1)]
+    return probabilities if np.mean(likeliest == predicted) >= AGREEMENT else predicted
+
+
+def class_probabilities(path: Path, task: Task, ids: pd.Index) -> np.ndarray | None:
+    """The (n, k) class probabilities in `path` for `ids` (in their order), columns in the order of
+    `task.classes`, rows normalised; None when the file is absent or not usable (an id or a class missing,
+    a value that is not a probability)."""
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if task.id_column not in table.columns or not task.classes:
+        return None
+    columns = [c for c in table.columns if c != task.id_column]
+    named = to_classes(pd.Series(columns, dtype=object), task.classes)
+    if named.isna().any() or named.duplicated().any() or len(columns) != len(task.classes):
+        return None
+    by_class = dict(zip(named.tolist(), columns))
+    expected = pd.Series(list(ids), dtype=object)
+    keys = id_keys(table[task.id_column].astype(object), expected)
+    order = pd.Index(keys.to_numpy()).get_indexer(id_keys(expected, expected).to_numpy())
+    if (order < 0).any() or not pd.Index(keys.to_numpy()).is_unique:
+        return None
+    values = table.iloc[order][[by_class[c] for c in task.classes]].apply(pd.to_numeric, errors="coerce")
+    matrix = values.to_numpy(dtype=float)
+    sums = matrix.sum(axis=1, keepdims=True)
+    if not np.isfinite(matrix).all() or (matrix < 0).any() or (matrix > 1).any() or (sums <= 0).any():
+        return None
+    return matrix / sums
 
 
 def build_ensemble(task: Task, run_dir: Path, *, validation_labels: pd.Series, confirmed: dict[int, Score],
@@ -165,6 +222,6 @@ def _fold_scores(task: Task, run_dir: Path, weights: dict[int, int], folds: int,
         if any(a is None for a in arrays):
             scores.append(None)
             continue
-        blended = blend([a for a in arrays if a is not None], list(weights.values()), kind)
+        blended = blend([a for a in arrays if a is not None], list(weights.values()), kind, task.classes)
         scores.append(_score(task, true_array(fold.labels, task), blended).value)
     return scores

@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from tabcoder.ensemble import Ensemble
+from tabcoder.ensemble import AGREEMENT, Ensemble
 from tabcoder.evaluation import SCRIPT_NAME, SUBMISSION_NAME, evaluate, feedback_for, prepare_workspace
 from tabcoder.events import FinalEnd, FinalStart, emit_event
 from tabcoder.grading import check_submission, grade_submission, make_sample_submission
@@ -130,12 +130,14 @@ def write_ensemble(workspace: Path, state: RunState, members: list[Attempt], ens
         folder.mkdir(parents=True)
         (folder / SCRIPT_NAME).write_text(state.script(cast(str, member.code)), encoding="utf-8")
     kind = prediction_kind(task)
-    how = {"label": "a weighted vote of their labels", "proba": "the weighted mean of their probabilities",
+    how = {"label": "the likeliest class of the weighted mean of their class probabilities (a member that wrote "
+                    "none, or whose probabilities disagree with its labels, counts with its labels: a vote)",
+           "proba": "the weighted mean of their probabilities",
            "number": "the weighted mean of their predictions"}[kind]
     text = resources.files("tabcoder").joinpath("templates", "ensemble.py.j2").read_text(encoding="utf-8")
     return jinja2.Environment(keep_trailing_newline=True).from_string(text).render(
         members={f"{i:03d}": count for i, count in ensemble.weights.items()}, id_column=task.id_column,
-        target=task.target, columns=task.submission_columns[1:], kind=kind, how=how)
+        target=task.target, columns=task.submission_columns[1:], kind=kind, how=how, agreement=AGREEMENT)
 
 
 @dataclass

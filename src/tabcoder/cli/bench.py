@@ -16,7 +16,7 @@ import click
 
 from tabcoder.cli.common import fail_cleanly, names
 from tabcoder.cli.progress import Progress
-from tabcoder.config import RunConfig, parse_duration
+from tabcoder.config import DEFAULT_BUDGET_TEXT, RunConfig, parse_duration
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -53,9 +53,12 @@ def _suite(suite: str, answers: Path | None, cache: Path | None, tasks: str | No
 # --seeds, --baselines and --out repeat BenchSettings' defaults: importing tabcoder.bench (its baselines load
 # scikit-learn's ensembles) would add about 0.2 s to every `tabcoder` command's start.
 @click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0 .. N-1) per cell.")
-@click.option("--budget", help="Time budget per LLM cell (e.g. 4m). The AutoML baselines (flaml, autogluon) get the "
-                               "wall time the task's LLM cells used; without LLM cells, this budget.")
-@click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum attempts per LLM cell.")
+@click.option("--budget", help=f"Time budget of each LLM cell's whole run (e.g. 4m; 'none': no limit, then give "
+                               f"--iterations)  [default: {DEFAULT_BUDGET_TEXT}]. The AutoML baselines (flaml, "
+                               f"autogluon) get the wall time the task's LLM cells used; without LLM cells, this "
+                               f"budget when given, else --baseline-budget.")
+@click.option("--iterations", type=int, default=RunConfig.iterations,
+              help="Maximum model attempts per LLM cell (default: as many as the budget allows).")
 @click.option("--token-budget", type=int, help="Token budget per LLM cell.")
 @click.option("--timeout", default=str(int(RunConfig.timeout)), show_default=True, help="Time limit per attempt.")
 @click.option("--threads", type=int, default=RunConfig.threads, show_default=True, help="Threads per cell (llama.cpp, generated code, baselines).")
@@ -89,12 +92,13 @@ def bench_command(ctx: click.Context, suite: str, answers, tasks, models, strate
     from tabcoder.bench import BenchSettings, format_report, load_report, make_executor, run_bench
 
     the_suite = _suite(suite, answers, suite_cache, tasks)
-    run_options = {"iterations": iterations, "time_budget": parse_duration(budget), "token_budget": token_budget,
+    run_options = {"iterations": iterations, "token_budget": token_budget,
                    "timeout": parse_duration(timeout), "threads": threads, "valid_fraction": valid_fraction,
                    "show_example": show_example, "base_url": base_url}
     settings = BenchSettings(models=names(models), strategies=names(strategies), seeds=seeds,
                              baselines=[] if baselines.strip().lower() == "none" else names(baselines),
-                             run_options={k: v for k, v in run_options.items() if v is not None},
+                             run_options={k: v for k, v in run_options.items() if v is not None}
+                             | ({} if budget is None else {"time_budget": parse_duration(budget)}),
                              out_dir=out_dir, baseline_seconds=parse_duration(baseline_budget))
     db = db or out_dir / "bench.sqlite"
     summary = run_bench(the_suite, settings, db, make_executor(executor, workers=workers, address=address),

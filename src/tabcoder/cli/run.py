@@ -12,7 +12,7 @@ import click
 
 from tabcoder.cli.common import fail_cleanly, field_default, model_options, task_options
 from tabcoder.cli.progress import Progress
-from tabcoder.config import CAAFE_PROMPTS, EDIT_FORMATS, ISOLATIONS, PROMPT_STYLES, STRATEGIES, RunConfig
+from tabcoder.config import CAAFE_PROMPTS, DEFAULT_BUDGET_TEXT, EDIT_FORMATS, ISOLATIONS, PROMPT_STYLES, STRATEGIES, RunConfig
 
 
 def print_result(result, as_json: bool) -> None:
@@ -50,8 +50,12 @@ def finish(result) -> None:
 @click.argument("task", type=click.Path(path_type=Path))
 @task_options
 @model_options
-@click.option("--iterations", type=int, default=RunConfig.iterations, show_default=True, help="Maximum number of model attempts (the baseline is not one).")
-@click.option("--time-budget", help="Stop starting new attempts after this long, e.g. 600, 10m, 1h.")
+@click.option("--iterations", type=int, default=RunConfig.iterations,
+              help="Stop after this many model attempts (the baseline is not one); default: as many as the time "
+                   "budget allows.")
+@click.option("--time-budget", default=DEFAULT_BUDGET_TEXT, show_default=True,
+              help="Wall time of the whole run: the search, the fold confirmation and the final refit are planned "
+                   "inside it, e.g. 600, 10m, 1h; 'none' for no limit (then give --iterations or --token-budget).")
 @click.option("--token-budget", type=int, help="Stop after this many LLM tokens (prompt + completion).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=RunConfig.strategy, show_default=True,
               help="reflexion: one line of attempts with reflections; tree: drafts, repairs and improvements.")

@@ -1,0 +1,64 @@
+"""The default budget is the wall time of the whole run; an explicit time budget is not cut short by an
+attempt cap; a run without a time budget needs another end."""
+
+from __future__ import annotations
+
+import pytest
+
+from tabcoder import RunConfig, run
+from tabcoder.config import DEFAULT_TIME_BUDGET, parse_duration
+from tabcoder.errors import ConfigError
+
+from support import WINE, Responder, tabcoder
+
+
+def test_the_default_run_is_five_minutes_of_wall_time_with_no_attempt_cap():
+    config = RunConfig()
+    assert config.time_budget == DEFAULT_TIME_BUDGET == 300.0
+    assert config.iterations is None
+
+
+@pytest.mark.parametrize("word", ["none", "off", "Unlimited", " NONE "])
+def test_words_for_no_time_budget(word):
+    assert parse_duration(word) is None
+
+
+def test_a_run_without_any_end_is_refused_with_what_to_give():
+    with pytest.raises(ConfigError, match="--iterations N or --token-budget N"):
+        RunConfig(time_budget=None)
+    assert RunConfig(time_budget="none", iterations=3).time_budget is None
+    assert RunConfig(time_budget=None, token_budget=1000).iterations is None
+
+
+def test_an_explicit_time_budget_is_not_cut_short_by_a_default_attempt_cap(tmp_path):
+    responder = Responder()
+    backend = responder.backend()
+
+    def clock() -> float:  # every model call takes ten seconds of the run's time; scripts take none
+        return 10.0 * len(backend.history)
+
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, time_budget=200, timeout=60,
+                                        confirm_folds=0),
+                 backend=backend, clock=clock)
+    assert "time budget" in result.stop_reason
+    assert result.attempts > 4  # the old default cap was 4 attempts
+    assert result.final_valid
+    # an attempt costs two calls (code, reflection): it stops once an average attempt no longer fits
+    assert 10.0 * len(backend.history) <= 200 + 20
+
+
+def test_an_attempt_cap_still_ends_a_run_first_when_given(tmp_path):
+    responder = Responder()
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=2, timeout=60, confirm_folds=0),
+                 backend=responder.backend())
+    assert result.attempts == 2 and "iteration budget (2)" in result.stop_reason
+
+
+def test_the_command_line_shows_the_default_and_refuses_a_run_with_no_end(tmp_path):
+    shown = tabcoder("run", "--help")
+    assert "5m" in shown.stdout and "none" in shown.stdout
+    refused = tabcoder("run", WINE, "--time-budget", "none", "--model", "replay:/nonexistent.jsonl",
+                       "--out", tmp_path)
+    assert refused.returncode == 2
+    assert "--iterations N or --token-budget N" in refused.stderr
+    assert "Traceback" not in refused.stderr
