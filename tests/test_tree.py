@@ -30,8 +30,9 @@ def run_tree(tmp_path: Path, responder: Responder, **options):
     options.setdefault("iterations", 6)
     options.setdefault("timeout", 60)
     options.setdefault("confirm_folds", 0)
+    options.setdefault("baseline", False)
     backend = responder.backend()
-    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", strategy="tree", **options), backend=backend)
+    result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", strategy="tree", **options), backend=backend)
     return result, backend
 
 
@@ -137,6 +138,16 @@ def test_drafts_ask_for_different_approaches_and_name_the_earlier_ones(tmp_path)
     assert [r["kind"] for r in records] == ["draft"] * 3 and all(r["parent"] is None for r in records)
     assert all(r["round"] == 1 for r in records)
     assert result.final_valid
+
+
+def test_with_the_baseline_drafts_try_other_families_first_and_are_told_what_the_new_class_does_not_take(tmp_path):
+    result, backend = run_tree(tmp_path, Responder(), iterations=3, baseline=True)
+    drafts = [a for a in asks(backend) if "this approach:" in a]
+    approaches = [re.search(r"this approach: ([^,]+),", d).group(1) for d in drafts]
+    assert approaches[:2] == ["a random forest", "a linear model"], "the baseline is the gradient boosting draft"
+    forest = next(d for d, a in zip(drafts, approaches) if a == "a random forest")
+    assert "RandomForestClassifier takes no categorical_features argument" in forest
+    assert "in place of HistGradientBoostingClassifier(categorical_features=categorical" in forest
 
 
 def test_a_failed_draft_is_repaired_with_its_error_and_a_diagnosis(tmp_path):

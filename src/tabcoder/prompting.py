@@ -80,6 +80,15 @@ EXAMPLE_INTRO = ("A correct baseline script, to start from and improve (for exam
 EXAMPLE_SWAP = "Start from the baseline script above:"
 
 
+def dropped_arguments(old_call: str | None, new_call: str) -> list[str]:
+    """The keyword arguments of `old_call` that `new_call` does not take (`categorical_features=categorical`
+    when a random forest replaces gradient boosting): a small model tends to carry them over to the new class."""
+    if not old_call or old_call.split("(", 1)[0].strip() == new_call.split("(", 1)[0].strip():
+        return []  # the same class takes the same arguments
+    kept = set(re.findall(r"(\w+)\s*=", new_call))
+    return [name for name in re.findall(r"(\w+)\s*=", old_call) if name not in kept]
+
+
 def approach_label(approach: str) -> str:
     """The short name of a draft approach ("gradient boosting: ..." -> "gradient boosting")."""
     return approach.split(":", 1)[0].strip()
@@ -149,7 +158,8 @@ class PromptBuilder:
             return "binary_proba" if self.task.task_type == "binary" else "multiclass_proba"
         return "label"
 
-    def _example_estimator(self) -> str:
+    def example_estimator(self) -> str:
+        """The class of the baseline's (the example's) model, e.g. HistGradientBoostingClassifier."""
         return self.plan.estimator(self.task).split("(", 1)[0]
 
     def _example_model_call(self) -> str:
@@ -168,7 +178,7 @@ class PromptBuilder:
         call = self._example_model_call()
         return self._render(
             "example.py.j2",
-            estimator=self._example_estimator(),
+            estimator=self.example_estimator(),
             model_call=call,
             target=repr(self.task.target),
             id_column=repr(self.task.id_column),
@@ -228,7 +238,7 @@ class PromptBuilder:
         shown), told which approaches the `earlier` drafts use."""
         replaced = self._example_model_call() if self.show_example else None
         ask = self._render("draft.j2", approach=approach, replaced=replaced, earlier=list(earlier),
-                           example_swap=EXAMPLE_SWAP)
+                           example_swap=EXAMPLE_SWAP, dropped=dropped_arguments(replaced, approach.estimator))
         return self._messages(self.task_text, None, ask)
 
     def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str,

@@ -120,7 +120,9 @@ class TreeSearch(SearchStrategy):
         return messages, idea, "harness" if idea else "model"
 
     def _approach(self, state: _Round) -> tuple[Approach, list[str]]:
-        """The next draft's approach (the next family in turn) and the labels of the other drafts'."""
+        """The next draft's approach (the next family in turn) and the labels of the other drafts'. The baseline
+        counts as the first draft (gradient boosting, the first family), so with it the drafts begin with the
+        next family."""
         drafts = state.view.drafts + [a for a in state.written if a.kind == "draft"]
         approaches = self.builder.approaches()
         approach = approaches[len(drafts) % len(approaches)]
