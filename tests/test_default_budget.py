@@ -43,7 +43,7 @@ def test_an_explicit_time_budget_is_not_cut_short_by_a_default_attempt_cap(tmp_p
     assert "time budget" in result.stop_reason
     assert result.attempts > 4  # the old default cap was 4 attempts
     assert result.final_valid
-    # an attempt costs two calls (code, reflection): it stops once an average attempt no longer fits
+    # an attempt costs two calls (code, reflection): it stops once the longest attempt no longer fits
     assert 10.0 * len(backend.history) <= 200 + 20
 
 
@@ -62,3 +62,18 @@ def test_the_command_line_shows_the_default_and_refuses_a_run_with_no_end(tmp_pa
     assert refused.returncode == 2
     assert "--iterations N or --token-budget N" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_reserve_for_one_more_attempt_is_the_longest_model_attempt_not_the_mean():
+    from tabcoder.journal import Attempt, Journal, LLMCall
+    from tabcoder.strategies.common import attempt_reserve
+
+    def attempt(index: int, kind: str, model: float, run: float) -> Attempt:
+        calls = [LLMCall("code", index, 10, 10, model)] if model else []
+        return Attempt(index, None, kind, [], "", "print(1)", calls=calls, run_seconds=run)
+
+    journal = Journal()
+    journal.attempts = [attempt(0, "baseline", 0, 3.0)]
+    assert attempt_reserve(journal) == 0.0, "the baseline calls no model"
+    journal.attempts += [attempt(1, "draft", 80.0, 2.0), attempt(2, "draft", 200.0, 5.0), attempt(3, "draft", 30.0, 2.0)]
+    assert attempt_reserve(journal) == 205.0

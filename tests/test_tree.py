@@ -142,12 +142,29 @@ def test_drafts_ask_for_different_approaches_and_name_the_earlier_ones(tmp_path)
 
 def test_with_the_baseline_drafts_try_other_families_first_and_are_told_what_the_new_class_does_not_take(tmp_path):
     result, backend = run_tree(tmp_path, Responder(), iterations=3, baseline=True)
-    drafts = [a for a in asks(backend) if "this approach:" in a]
-    approaches = [re.search(r"this approach: ([^,]+),", d).group(1) for d in drafts]
-    assert approaches[:2] == ["a random forest", "a linear model"], "the baseline is the gradient boosting draft"
-    forest = next(d for d, a in zip(drafts, approaches) if a == "a random forest")
-    assert "RandomForestClassifier takes no categorical_features argument" in forest
-    assert "in place of HistGradientBoostingClassifier(categorical_features=categorical" in forest
+    drafts = [a for a in asks(backend) if "Replace the model with" in a]
+    models = [re.search(r"Replace the model with [\w.]+\.(\w+)\(", d).group(1) for d in drafts]
+    assert models[:2] == ["RandomForestClassifier", "LogisticRegression"], "the baseline is the gradient boosting draft"
+    assert "RandomForestClassifier takes no categorical_features argument" in drafts[0]
+    # with the example shown and functions edits (the defaults), a draft is an edit of the baseline: the model
+    # writes make_model only
+    assert "Replace the model with sklearn.ensemble.RandomForestClassifier(" in drafts[0]
+    assert "only the complete new version of the function `make_model`" in drafts[0]
+    records = {r["index"]: r for r in journal_records(result.run_dir)}
+    assert [records[i]["kind"] for i in (1, 2)] == ["draft", "draft"]
+    assert records[1]["parent"] == 0 and records[1]["idea_source"] == "harness"
+
+
+def test_a_draft_made_as_an_edit_of_the_baseline_applies_a_make_model_reply(tmp_path):
+    forest = ("```python\nfrom sklearn.ensemble import RandomForestClassifier\n\n\ndef make_model(categorical):\n"
+              "    return RandomForestClassifier(n_estimators=50, random_state=0)\n```")
+    backend = ScriptedBackend([forest])
+    result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", strategy="tree", iterations=1, timeout=60,
+                                        confirm_folds=0), backend=backend)
+    draft = {r["index"]: r for r in journal_records(result.run_dir)}[1]
+    assert draft["valid"] and draft["parent"] == 0 and draft["edit_format"] == "functions"
+    assert "RandomForestClassifier(n_estimators=50" in draft["code"] and "def make_features" in draft["code"]
+    assert "HistGradientBoostingClassifier(" not in draft["code"].split("def make_model")[1]
 
 
 def test_a_failed_draft_is_repaired_with_its_error_and_a_diagnosis(tmp_path):

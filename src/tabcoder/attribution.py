@@ -57,7 +57,8 @@ def attribute(chosen: Attempt | None, journal: Journal, confirmed: dict[int, Sco
         return Attribution(0, "baseline", "harness", metric, 0.0, 0.0 if base_folds is not None else None,
                            base_valid, base_folds_value, False,
                            f"chosen: the baseline (attempt 0, written by the harness); {why}")
-    kind = {"draft": "a draft", "repair": f"a repair of attempt {chosen.parent}",
+    kind = {"draft": "a draft" if chosen.parent is None else f"a draft made as an edit of attempt {chosen.parent}",
+            "repair": f"a repair of attempt {chosen.parent}",
             "improve": f"a change to attempt {chosen.parent}"}.get(chosen.kind, chosen.kind)
     named = {"harness": "the change named by the harness's idea list",
              "model": "the change of its own choice"}.get(chosen.idea_source or "", "")

@@ -241,6 +241,19 @@ class PromptBuilder:
                            example_swap=EXAMPLE_SWAP, dropped=dropped_arguments(replaced, approach.estimator))
         return self._messages(self.task_text, None, ask)
 
+    def draft_swap(self, approach: Approach, code: str, feedback: str, *, memory: str) -> Messages:
+        """A draft asked for as an edit of the baseline script `code` (shown, with its `feedback`): the function
+        that makes the model returns the `approach`'s model, everything else stays. Asked for with the example
+        shown and the functions edit format, so the model writes one short function, not a whole script."""
+        dropped = dropped_arguments(self._example_model_call(), approach.estimator)
+        idea = f"Replace the model with {approach.module}.{approach.estimator}"
+        idea += f"; {approach.note}" if approach.note else ""
+        idea += f". {approach.class_name} takes no {' or '.join(dropped)} argument." if dropped else "."
+        function = "make_model" if re.search(r"^def make_model\(", code, re.MULTILINE) else None
+        ask = self._render("improve.j2", feedback=feedback, idea=idea, memory=memory, tried=[],
+                           metric=self.task.metric_spec, edit_format="functions", function=function)
+        return self._messages(self.task_text, code, ask)
+
     def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str,
               edit_format: str = "whole") -> Messages:
         """Ask for the smallest fix of a failed script."""

@@ -161,11 +161,11 @@ def fill_from_evaluation(attempt: Attempt, evaluation: Evaluation) -> None:
         attempt.problems = list(grade.problems)
 
 
-def average_attempt_seconds(journal: Journal) -> float:
-    """Model plus run seconds of an average attempt so far (0 before the first)."""
-    if not journal.attempts:
-        return 0.0
-    return sum(a.llm_seconds + a.run_seconds for a in journal.attempts) / len(journal.attempts)
+def attempt_reserve(journal: Journal) -> float:
+    """The time to keep in hand for one more model attempt under a time budget: the longest model attempt so
+    far (model plus run seconds; the harness's baseline calls no model and does not count), 0 before the
+    first. The longest, not the mean: a call that starts must end inside the budget."""
+    return max((a.llm_seconds + a.run_seconds for a in journal.attempts if a.kind != "baseline"), default=0.0)
 
 
 def first_change(before: str | None, after: str | None) -> str | None:
@@ -342,7 +342,7 @@ class SearchStrategy:
         return [a for a in journal.attempts if a.kind != "baseline"]
 
     def _stop_reason(self, journal: Journal) -> str | None:
-        return self.budget.exhausted(journal, self.clock(), reserve=average_attempt_seconds(journal))
+        return self.budget.exhausted(journal, self.clock(), reserve=attempt_reserve(journal))
 
     def _baseline_attempt(self) -> Attempt:
         """Attempt 0: the builder's example script, written by the harness (no model call)."""

@@ -10,6 +10,8 @@ attempts complete in index order, so the journal's content does not depend on th
 
 What the model is told:
 - a draft: the approach to use (a different model family per draft) and the approaches of the others;
+  with the example shown and the functions edit format (the defaults), a draft is an edit of the harness's
+  baseline (attempt 0, its parent): the model writes the function that makes the model, nothing else;
 - a repair: the failed script, its feedback, the model's own diagnosis (a reflection call) and the memory;
 - an improvement: the script, its score, the one change to make (the next untried idea for that node,
   or, once they are used up, a change of the model's own choice other than those tried on the node) and
@@ -94,6 +96,15 @@ class TreeSearch(SearchStrategy):
         calls: list[LLMCall] = []
         if action.kind == "draft":
             approach, earlier = self._approach(state)
+            baseline = journal.baseline()
+            if self.builder.show_example and self.edit_format == "functions" and baseline is not None \
+                    and baseline.valid and baseline.code:
+                # an edit of the baseline: only the function that makes the model is the model's to write
+                messages = self.builder.draft_swap(approach, shown_code(baseline, journal), baseline.feedback,
+                                                   memory=state.memory)
+                return self._write(index, baseline.index, "draft", messages, calls, started=started,
+                                   idea=str(approach), round=state.number, base=baseline.code,
+                                   idea_source="harness", history=state.view.attempts)
             messages = self.builder.draft_with(approach, earlier)
             return self._write(index, None, "draft", messages, calls, started=started, idea=str(approach),
                                round=state.number, history=state.view.attempts)
