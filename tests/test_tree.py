@@ -149,6 +149,7 @@ def test_with_the_baseline_drafts_try_other_families_first_and_are_told_what_the
     # with the example shown and functions edits (the defaults), a draft is an edit of the baseline: the model
     # writes make_model only
     assert "Replace the model with sklearn.ensemble.RandomForestClassifier(" in drafts[0]
+    assert "import RandomForestClassifier from sklearn.ensemble" in drafts[0]
     assert "only the complete new version of the function `make_model`" in drafts[0]
     records = {r["index"]: r for r in journal_records(result.run_dir)}
     assert [records[i]["kind"] for i in (1, 2)] == ["draft", "draft"]

@@ -246,7 +246,9 @@ class PromptBuilder:
         that makes the model returns the `approach`'s model, everything else stays. Asked for with the example
         shown and the functions edit format, so the model writes one short function, not a whole script."""
         dropped = dropped_arguments(self._example_model_call(), approach.estimator)
-        idea = f"Replace the model with {approach.module}.{approach.estimator}"
+        idea = (f"Replace the model with {approach.module}.{approach.estimator}: import {approach.class_name} from "
+                f"{approach.module} (the import line goes above make_model) and make make_model return "
+                f"{approach.estimator}")
         idea += f"; {approach.note}" if approach.note else ""
         idea += f". {approach.class_name} takes no {' or '.join(dropped)} argument." if dropped else "."
         function = "make_model" if re.search(r"^def make_model\(", code, re.MULTILINE) else None
