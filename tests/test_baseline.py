@@ -100,7 +100,7 @@ def test_attempt_0_is_the_baseline_and_an_edit_of_it_is_credited_to_the_model(tm
             "    return HistGradientBoostingClassifier(categorical_features=categorical, max_iter=50, "
             "learning_rate=0.3, random_state=0)\n>>>>>>> REPLACE\n")
     backend = ScriptedBackend([REFLECTION, edit])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, confirm_folds=2,
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=1, timeout=60, confirm_folds=2,
                                         edit_format="search-replace"), backend=backend)
     records = journal_records(result.run_dir)
     baseline, model = records[0], records[1]
@@ -134,7 +134,7 @@ def test_attempt_0_is_the_baseline_and_an_edit_of_it_is_credited_to_the_model(tm
 def test_the_baseline_is_chosen_and_said_so_when_no_model_attempt_beats_it(tmp_path):
     worse = good_script().replace(BASELINE_MAKE_MODEL, "max_iter=1, learning_rate=0.01, random_state=0)")
     backend = ScriptedBackend([REFLECTION, fence(worse)])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, confirm_folds=2),
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=1, timeout=60, confirm_folds=2),
                  backend=backend)
     records = journal_records(result.run_dir)
     assert records[1]["edit_format"] == "whole" and records[1]["gain"] < 0
@@ -151,7 +151,7 @@ def test_an_edit_that_does_not_apply_is_precise_feedback_and_the_repair_edits_th
              "    return HistGradientBoostingClassifier(categorical_features=categorical, max_iter=20, random_state=0)\n"
              ">>>>>>> REPLACE\n")
     backend = ScriptedBackend([REFLECTION, missing, "Copy the SEARCH lines exactly.", fixed])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=2, timeout=60, confirm_folds=0),
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=2, timeout=60, confirm_folds=0),
                  backend=backend)
     records = journal_records(result.run_dir)
     failed, repair = records[1], records[2]
@@ -169,7 +169,7 @@ def test_an_edit_that_does_not_apply_is_precise_feedback_and_the_repair_edits_th
 def test_a_repeated_script_raises_the_temperature_of_the_next_call_and_the_journal_says_so(tmp_path):
     variant = good_script().replace(BASELINE_MAKE_MODEL, "categorical_features=categorical, max_iter=30, random_state=0)")
     backend = ScriptedBackend([REFLECTION, fence(good_script()), fence(good_script()), fence(variant)])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=3, timeout=60, confirm_folds=0,
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=3, timeout=60, confirm_folds=0,
                                         temperature=0.2), backend=backend)
     records = journal_records(result.run_dir)
     assert [r["duplicate_of"] for r in records] == [None, 0, 0, None]
@@ -190,7 +190,7 @@ def test_the_model_idea_is_read_from_its_reflection():
 
 def test_no_baseline_runs_no_attempt_0_and_says_there_is_nothing_to_compare(tmp_path):
     backend = ScriptedBackend([fence(good_script())])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, baseline=False), backend=backend)
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=1, timeout=60, baseline=False), backend=backend)
     records = journal_records(result.run_dir)
     assert [r["index"] for r in records] == [1] and records[0]["gain"] is None
     assert result.attribution.text == ("chosen: attempt 1, written by the model (a draft); no baseline to compare "
@@ -238,7 +238,7 @@ def test_the_baseline_is_confirmed_beside_the_best_even_when_it_ranks_lower():
 def test_without_the_example_the_model_drafts_from_scratch_and_is_still_measured_against_the_baseline(tmp_path):
     variant = good_script().replace(BASELINE_MAKE_MODEL, "categorical_features=categorical, max_iter=30, random_state=0)")
     backend = ScriptedBackend([fence(variant)])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, show_example=False,
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=1, timeout=60, show_example=False,
                                         confirm_folds=0), backend=backend)
     records = journal_records(result.run_dir)
     assert [r["kind"] for r in records] == ["baseline", "draft"]
@@ -251,7 +251,7 @@ def test_the_default_asks_for_the_function_an_idea_changes_and_takes_it_back_int
     reply = ("```python\ndef make_model(categorical):\n    return HistGradientBoostingClassifier(categorical_features="
              "categorical, max_iter=40, random_state=0)\n```")
     backend = ScriptedBackend(["It looks fine.", reply])
-    result = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, confirm_folds=0), backend=backend)
+    result = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=1, timeout=60, confirm_folds=0), backend=backend)
     records = journal_records(result.run_dir)
     assert RunConfig().edit_format == "functions"
     ask = backend.history[1][-1]["content"]
@@ -264,7 +264,7 @@ def test_the_default_asks_for_the_function_an_idea_changes_and_takes_it_back_int
 def test_a_run_recorded_before_the_baseline_existed_resumes_without_one(tmp_path):
     from tabcoder.runner import resume
 
-    first = run(WINE, config=RunConfig(out_dir=tmp_path, iterations=1, timeout=60, baseline=False, confirm_folds=0),
+    first = run(WINE, config=RunConfig(out_dir=tmp_path, strategy="reflexion", iterations=1, timeout=60, baseline=False, confirm_folds=0),
                 backend=ScriptedBackend([fence(good_script())]))
     meta_path = first.run_dir / "run.json"
     meta = json.loads(meta_path.read_text())

@@ -27,7 +27,7 @@ def run_cli(*args: object, env: dict | None = None, timeout: float = 300) -> sub
 
 def run_against(fake, tmp_path: Path, *extra: object, iterations: int = 3, env: dict | None = None):
     done = run_cli("run", WINE, "--model", "openai:fake", "--base-url", fake.base_url, "--no-baseline", "--iterations", iterations,
-                   "--timeout", "60", "--confirm-folds", "0", "--out", tmp_path / "runs", "--json", *extra, env=env)
+                   "--strategy", "reflexion", "--timeout", "60", "--confirm-folds", "0", "--out", tmp_path / "runs", "--json", *extra, env=env)
     summary = json.loads(done.stdout) if done.stdout.strip() else None
     return done, summary
 

@@ -23,7 +23,7 @@ def run_scripted(tmp_path: Path, responses: list[str], **options):
     backend = ScriptedBackend([fence(r) if r.startswith("import") else r for r in responses])
     options.setdefault("iterations", len([r for r in responses if r.startswith("import")]) or 1)
     options.setdefault("timeout", 60)
-    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", **options), backend=backend)
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", **{"strategy": "reflexion", **options}), backend=backend)
     return result, backend
 
 
@@ -189,7 +189,7 @@ def test_a_journal_replays_into_the_same_run(tmp_path):
     broken = good_script().replace("TARGET = 'cultivar'", "TARGET = 'cultivarr'", 1)
     first, _ = run_scripted(tmp_path, [broken, REFLECTION, good_script()])
     replayed = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "again", iterations=2, timeout=60,
-                                          model=f"replay:{first.run_dir / 'journal.jsonl'}"))
+                                          strategy="reflexion", model=f"replay:{first.run_dir / 'journal.jsonl'}"))
     a, b = journal_records(first.run_dir), journal_records(replayed.run_dir)
     assert [(r["code"], r["valid"], r["score"], r["reflection"]) for r in a] == \
            [(r["code"], r["valid"], r["score"], r["reflection"]) for r in b]

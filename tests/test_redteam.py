@@ -247,7 +247,8 @@ def _cli_run(base: Path, name: str, tail: str = "") -> dict:
              "Done."]
     replay = write_replay(base / f"{name}.jsonl", texts)
     out = base / name
-    done = tabcoder("run", task, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "2", "--confirm-folds", "2",
+    done = tabcoder("run", task, "--model", f"replay:{replay}", "--no-baseline", "--iterations", "2", "--strategy", "reflexion",
+                    "--no-ensemble", "--confirm-folds", "2",
                     "--confirm-top", "2", "--timeout", "120", "--answers", answers, "--out", out,
                     *_cli_isolation_args(), env={"OPENAI_API_KEY": HARNESS_SECRET}, timeout=600)
     assert done.returncode in (0, 3), done.stderr[-3000:]

@@ -121,7 +121,7 @@ def test_a_finished_run_can_be_extended_and_seeds_continue(tmp_path):
     answers = [fence(script.replace("import pandas as pd", f"import pandas as pd\nVARIANT = {n}", 1))
                for n in (101, 102, 103, 104)]
     first_backend = ScriptedBackend(answers[:2] + ["reflection 1"])
-    first = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, iterations=2, timeout=60, seed=5, confirm_folds=0),
+    first = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path, strategy="reflexion", iterations=2, timeout=60, seed=5, confirm_folds=0),
                 backend=first_backend)
     # the first run made 3 calls (code, reflection, code): the resumed one goes on with seeds 5+4, 5+5, ...
     backend = ScriptedBackend(["reflection 2", answers[2], "reflection 3", answers[3]])

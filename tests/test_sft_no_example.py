@@ -46,8 +46,8 @@ def test_without_example_gives_the_no_example_prompt_of_every_call(style: str) -
 def test_distill_adds_no_example_copies_of_real_run_prompts(tmp_path: Path) -> None:
     shown, hidden = _builders("chat")
     script = shown.example()
-    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", iterations=1, timeout=60),
-                 backend=ScriptedBackend([fence(script)]))
+    result = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "runs", iterations=1, timeout=60,
+                                        strategy="reflexion"), backend=ScriptedBackend([fence(script)]))
     assert result.valid_attempts == 1
     plain = distill([tmp_path / "runs"])
     both = distill([tmp_path / "runs"], no_example_copies=True)
