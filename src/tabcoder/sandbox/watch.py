@@ -3,7 +3,8 @@ processes (past the limit, confirmed with proportional set sizes, which split sh
 and deleted-but-open tmpfs files they hold, plus what its private `/tmp` and `/dev/shm` hold (bubblewrap's
 tmpfs mounts live in RAM). Disk: the bytes added to its workspace, deleted files still held open, and its
 captured stdout/stderr. A shared-memory file that is also mapped is counted twice: the limit errs on the
-side of the machine. Polls while the child runs; stops nothing itself (it says which limit was passed, and
+side of the machine. Polls while the child runs, and checks the disk once more when it has exited (a burst
+between two polls); stops nothing itself (it says which limit was passed, and
 `local` stops the attempt)."""
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Watch:
         while True:
             remaining = deadline - time.monotonic()
             if child.wait_exit(min(MEMORY_EVERY_S, max(remaining, 0.0))):
+                # a script that fills the disk faster than the polls and exits is caught here
+                if self._disk_written(0) > self.disk_limit:
+                    self.exceeded = "disk"
+                    return False
                 return True
             if remaining <= 0:
                 return False
@@ -56,10 +61,13 @@ class Watch:
                 return False
             if time.monotonic() >= next_disk:
                 next_disk = time.monotonic() + DISK_EVERY_S
-                written = folder_bytes(self.workdir) - self.start_bytes + held_disk + self._captured()
-                if written > self.disk_limit:
+                if self._disk_written(held_disk) > self.disk_limit:
                     self.exceeded = "disk"
                     return False
+
+    def _disk_written(self, held_disk: int) -> int:
+        """Bytes the attempt added to the disk: its workspace's growth, deleted files it holds open, its output."""
+        return folder_bytes(self.workdir) - self.start_bytes + held_disk + self._captured()
 
     def _captured(self) -> int:
         total = 0
