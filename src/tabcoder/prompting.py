@@ -158,8 +158,7 @@ class PromptBuilder:
             return "binary_proba" if self.task.task_type == "binary" else "multiclass_proba"
         return "label"
 
-    def example_estimator(self) -> str:
-        """The class of the baseline's (the example's) model, e.g. HistGradientBoostingClassifier."""
+    def _example_estimator(self) -> str:
         return self.plan.estimator(self.task).split("(", 1)[0]
 
     def _example_model_call(self) -> str:
@@ -178,7 +177,7 @@ class PromptBuilder:
         call = self._example_model_call()
         return self._render(
             "example.py.j2",
-            estimator=self.example_estimator(),
+            estimator=self._example_estimator(),
             model_call=call,
             target=repr(self.task.target),
             id_column=repr(self.task.id_column),
