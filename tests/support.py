@@ -99,6 +99,17 @@ def write_replay(path: Path, texts: Iterable[str]) -> Path:
     return path
 
 
+#: A reflection and an edit (functions format) that any baseline script takes: add_features copies its frame.
+COPY_EDIT = ("Reflection: the baseline ran; copying the frame first keeps the input untouched.",
+             "```python\ndef add_features(df):\n    \"\"\"New columns computed from the existing ones (none yet).\"\"\"\n"
+             "    df = df.copy()\n    return df\n```")
+
+
+def copy_edit_replay(tmp_path: Path) -> Path:
+    """A replay file for one reflexion improvement step of any baseline (`COPY_EDIT`)."""
+    return write_replay(tmp_path / "copy-edit.jsonl", COPY_EDIT)
+
+
 def replay_file(tmp_path: Path, *texts: str) -> Path:
     return write_replay(tmp_path / "replay.jsonl", texts)
 

@@ -265,12 +265,45 @@ class TrainEnd(Event):
     adapter_dir: Path
 
 
+# --------------------------------------------------------------------------- self-training
+
+
+@dataclass(frozen=True)
+class StageStart(Event):
+    """A stage of `tabcoder sft self-train` begins: `total` items to do (runs, steps), `done` already done."""
+
+    KIND: ClassVar[str] = "stage_start"
+    stage: str
+    total: int
+    done: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class StageItem(Event):
+    """One item of a stage is done (a teacher or evaluation run): a line of what came of it."""
+
+    KIND: ClassVar[str] = "stage_item"
+    stage: str
+    done: int
+    total: int
+    text: str
+
+
+@dataclass(frozen=True)
+class StageEnd(Event):
+    KIND: ClassVar[str] = "stage_end"
+    stage: str
+    text: str
+
+
 _ALL: tuple[type[Event], ...] = (
     RunStart, Resume, AttemptStart, LlmStart, LlmDone, Llm, Reflection, AttemptEnd, RoundStart, Interrupted,
     SearchCut, ConfirmStart, EnsembleEnd, FinalStart, FinalEnd, RunEnd, Report,
     CaafeStart, CaafeProposal, CaafeEnd,
     BenchStart, CellEnd, BenchEnd,
     TrainStart, Eval, Step, TrainEnd,
+    StageStart, StageItem, StageEnd,
 )
 EVENTS: dict[str, type[Event]] = {cls.KIND: cls for cls in _ALL}
 assert len(EVENTS) == len(_ALL) and "" not in EVENTS, "every event class needs its own KIND"

@@ -5,7 +5,7 @@ run time).
 
 This module holds the `main` group and registers every command, in one place; the commands live in one
 module per family: `run` (run, models), `predict`, `search` (resume, report), `caafe`, `bench` (bench, bench-report),
-`sft` (sft train, sft export) and `sft_data` (sft data import, sft data distill).
+`sft` (sft train, sft export, sft self-train) and `sft_data` (sft data import, sft data distill).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tabcoder.cli.caafe import caafe_command
 from tabcoder.cli.predict import predict_command
 from tabcoder.cli.run import models_command, run_command
 from tabcoder.cli.search import report_command, resume_command
-from tabcoder.cli.sft import export_command, sft_group, train_command
+from tabcoder.cli.sft import export_command, selftrain_command, sft_group, train_command
 from tabcoder.cli.sft_data import data_group
 
 __all__ = ["main"]
@@ -38,6 +38,6 @@ def main(verbose: bool) -> None:
 for command in (run_command, predict_command, models_command, resume_command, report_command, caafe_command, bench_command,
                 bench_report_command, sft_group):
     main.add_command(command)
-for command in (data_group, train_command, export_command):  # `sft data` keeps its own import / distill
+for command in (data_group, train_command, export_command, selftrain_command):  # `sft data` keeps its own import / distill
     sft_group.add_command(command)
 del command

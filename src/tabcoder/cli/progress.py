@@ -235,6 +235,28 @@ class Progress:
     def on_train_end(self, **_) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+    def on_stage_start(self, stage, total, done, detail) -> None:
+        self._say(f"{stage}: {detail}")
+        if total and done < total and stage in ("teacher", "evaluate"):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="run", desc=stage, dynamic_ncols=True)
+
+    def on_stage_item(self, stage, done, total, text) -> None:
+        line = f"  [{done}/{total}] {text}" if total else f"  {text}"
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.write(line)
+        else:
+            self._say(line)
+
+    def on_stage_end(self, stage, text) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self._say(f"{stage}: {text}")
 
 
 def check_fields(kind: str, data: dict) -> None:

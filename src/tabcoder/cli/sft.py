@@ -111,3 +111,80 @@ def export_command(source: Path, output: Path | None, outtype: str, quantize: st
     if result.hf_dir:
         click.echo(f"merged:    {result.hf_dir} (use with --model hf:{result.hf_dir})")
     click.echo(f"seconds:   {result.seconds:.1f}")
+
+
+def selftrain_option(flag: str, field: str | None = None, **kwargs):
+    """An option of `sft self-train` that sets the SelfTrainConfig field `field`, with the field's default."""
+    from tabcoder.sft.selftrain import SelfTrainConfig
+
+    field = field or flag.removeprefix("--").replace("-", "_")
+    return click.option(flag, field, default=field_default(SelfTrainConfig, field), show_default=True, **kwargs)
+
+
+def _listed(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@click.command("self-train")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder of the whole loop (new, or one to go on with: the same command continues it).")
+@selftrain_option("--tasks", type=int, help="Training tasks to generate.")
+@selftrain_option("--task-seed", type=int)
+@selftrain_option("--teacher", help="Model that writes the verified scripts (with the example), e.g. local:qwen2.5-coder-1.5b.")
+@selftrain_option("--teacher-seeds", type=int, help="Teacher runs per task (best of N).")
+@selftrain_option("--teacher-iterations", type=int, help="Model attempts per teacher run.")
+@selftrain_option("--base", help="Model to tune: local[:name], a .gguf file or a Hugging Face folder.")
+@selftrain_option("--within", type=float, help="Keep verified attempts within this fraction of their task's best score.")
+@selftrain_option("--epochs", type=float)
+@selftrain_option("--max-steps", type=int, help="Optimizer steps (overrides --epochs).")
+@selftrain_option("--lr", "learning_rate", type=float)
+@selftrain_option("--grad-accum", type=int)
+@selftrain_option("--max-length", type=int, help="Longest example in tokens (longer ones are left out).")
+@selftrain_option("--lora-r", type=int)
+@selftrain_option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+                  help="auto: a CUDA GPU in bfloat16 where there is one, else the CPU.")
+@selftrain_option("--quantize", type=click.Choice(["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]),
+                  help="Quantise the tuned GGUF (evaluated in this form).")
+@click.option("--eval-suite", "eval_suites", default="builtin", show_default=True,
+              help="Comma-separated suite folders (tasks/ + answers/) to evaluate on, or builtin.")
+@click.option("--eval-tasks", help="Comma-separated tasks of those suites (default: all).")
+@selftrain_option("--eval-seeds", type=int)
+@selftrain_option("--eval-iterations", type=int, help="Model attempts per evaluation run.")
+@click.option("--eval-prompts", default="no-example", show_default=True,
+              help="no-example (the model's own scripts, no baseline) and/or default (tabcoder's defaults).")
+@selftrain_option("--eval-time-budget", help="Time budget of each run with the default prompt.")
+@selftrain_option("--jobs", type=int, help="Teacher runs at a time.")
+@selftrain_option("--eval-jobs", type=int, help="Evaluation runs at a time.")
+@selftrain_option("--threads", type=int, help="Threads per run (llama.cpp is fastest with 1 here).")
+@click.option("--stop-after", type=click.Choice(["tasks", "teacher", "distill", "train", "export", "evaluate"]),
+              help="Stop once this stage is done (run the command again to go on).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@fail_cleanly
+def selftrain_command(out: Path, eval_suites: str, eval_tasks: str | None, eval_prompts: str, quiet: bool,
+                      **settings) -> None:
+    """Self-training in one command: generate tasks, run the teacher, distill its verified scripts, train a
+    LoRA adapter, export GGUF, and evaluate base against tuned on tasks training never saw.
+
+    \b
+    tabcoder sft self-train --out st                       # the whole loop, packaged 0.5B model
+    tabcoder sft self-train --out st                       # again: goes on where it stopped
+    tabcoder sft self-train --out st --teacher local:qwen2.5-coder-1.5b --eval-suite builtin,../shared
+    tabcoder run TASK --model llamacpp:st/tuned.q4_k_m.gguf
+    """
+    from tabcoder.sft.selftrain import SelfTrainConfig, self_train
+
+    config = SelfTrainConfig(out=str(out), eval_suites=_listed(eval_suites), eval_tasks=_listed(eval_tasks or "") or None,
+                             eval_prompts=_listed(eval_prompts), **settings)
+    result = self_train(config, progress=Progress(quiet))
+    done = result.state["done"]
+    click.echo(f"folder:   {result.out}")
+    if "train" in done:
+        t = done["train"]
+        click.echo(f"training: {t['steps']} steps, {t['seconds_per_step']} s/step, peak memory "
+                   f"{t['peak_memory_mb']:.0f} MB, {done['train']['seconds'] / 60:.1f} min")
+    if "export" in done:
+        click.echo(f"tuned:    --model {done['export']['model']}")
+    if result.table:
+        click.echo("\n".join(result.table))
+    else:
+        click.echo(f"stopped after: {', '.join(done) or 'nothing'}; run the same command to go on")

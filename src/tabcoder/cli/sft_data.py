@@ -9,7 +9,6 @@ and exit 2 through `common.fail_cleanly`.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -26,13 +25,6 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"output folder {out} already exists and is not empty; choose a new --out")
 
 
-def _write(out: Path, splits: dict, manifest: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for split, examples in splits.items():
-        sft_data.write_examples(out / f"{split}.jsonl", examples)
-    manifest["files"] = {split: f"{split}.jsonl" for split in splits}
-    manifest["llamafactory"] = sft_data.write_llamafactory(out, splits)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 @click.group("data")
@@ -71,7 +63,7 @@ def import_command(files: tuple[Path, ...], fmt: str, out: Path, eval_fraction: 
                   "eval": [e for i, e in enumerate(examples) if i in held_out]}
     manifest = {"command": "import", "format": fmt, "sources": sources, "eval_fraction": eval_fraction,
                 "seed": seed, "examples": {split: len(items) for split, items in splits.items()}}
-    _write(out, splits, manifest)
+    sft_data.write_data(out, splits, manifest)
     click.echo(", ".join(f"{split}: {len(items)} examples" for split, items in splits.items()) + f" in {out}", err=True)
 
 
@@ -89,10 +81,16 @@ def import_command(files: tuple[Path, ...], fmt: str, out: Path, eval_fraction: 
 @click.option("--seed", type=int, default=param_default(sft_distill.distill, "seed"), show_default=True)
 @click.option("--no-example-copies", is_flag=True,
               help="Also keep a copy of each example with the prompt a --no-example run shows (no example script).")
+@click.option("--from-scratch", is_flag=True,
+              help="Also keep, once per verified script, the first prompt of a --no-example --no-baseline run on "
+                   "its task with the whole script as the reply.")
+@click.option("--near-copy", type=float,
+              help=f"Leave out improvements whose whole-script reply is at least this similar to the script they "
+                   f"improve (e.g. {sft_distill.NEAR_COPY}); edit replies are kept.")
 @fail_cleanly
 def distill_command(runs: tuple[Path, ...], out: Path, within: float | None, all_valid: bool, repairs: bool,
                     eval_tasks: str | None, eval_fraction: float, models: tuple[str, ...], seed: int,
-                    no_example_copies: bool) -> None:
+                    no_example_copies: bool, from_scratch: bool, near_copy: float | None) -> None:
     """Turn the verified scripts in RUNS (run folders, or folders containing them) into examples in OUT,
     split by task so that held-out tasks never reach training."""
     _check_out(out)
@@ -102,9 +100,10 @@ def distill_command(runs: tuple[Path, ...], out: Path, within: float | None, all
     within_option = {"within": None} if all_valid else ({} if within is None else {"within": within})
     result = sft_distill.distill(list(runs), **within_option, include_repairs=repairs, eval_tasks=names(eval_tasks),
                                  eval_fraction=eval_fraction, models=list(models) or None, seed=seed,
-                                 no_example_copies=no_example_copies)
+                                 no_example_copies=no_example_copies, from_scratch=from_scratch,
+                                 near_copy=near_copy)
     summary = dict(result.summary, command="distill")
-    _write(out, {"train": result.train, "eval": result.eval}, summary)
+    sft_data.write_data(out, {"train": result.train, "eval": result.eval}, summary)
     say(f"{summary['runs_read']} runs read ({len(summary['runs_skipped'])} skipped), "
         f"{summary['attempts_seen']} attempts, {summary['kept']} kept: "
         f"train {summary['examples']['train']}, eval {summary['examples']['eval']}")

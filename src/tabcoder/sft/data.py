@@ -331,3 +331,14 @@ def write_llamafactory(out_dir: str | Path, splits: dict[str, list[Example]], na
     info.update(entries)
     info_path.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return entries
+
+
+def write_data(out: Path, splits: dict[str, list[Example]], manifest: dict) -> None:
+    """A data folder: `<split>.jsonl` per split, the LLaMA-Factory files and `manifest.json` (given, plus the
+    file names)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for split, examples in splits.items():
+        write_examples(out / f"{split}.jsonl", examples)
+    manifest["files"] = {split: f"{split}.jsonl" for split in splits}
+    manifest["llamafactory"] = write_llamafactory(out, splits)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -10,6 +10,7 @@ examples are split by task, so that a task held out for evaluation never appears
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -22,13 +23,16 @@ from typing import cast
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt, Journal
 from tabcoder.metrics import gain
-from tabcoder.prompting import fence, without_example
+from tabcoder.prompting import Messages, fence, without_example
 from tabcoder.sft.data import Example
 
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("model_filtered", "pending", "baseline", "duplicate_of", "invalid", "repair_excluded",
-                "below_threshold", "duplicate")
+                "below_threshold", "duplicate", "near_copy")
+#: A suggested `near_copy`: an improvement whose whole-script reply is at least this similar (difflib ratio) to
+#: its parent's script teaches copying. Edit replies are never near copies: they hold only what changed.
+NEAR_COPY = 0.97
 #: Reply forms whose verified text is the model's edit of its parent, kept as the answer to learn.
 EDIT_FORMS = ("search-replace", "functions")
 
@@ -104,7 +108,8 @@ def _eval_split(tasks: list[str], eval_tasks, eval_fraction: float, seed: int) -
 
 
 def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = True, eval_tasks=None,
-            eval_fraction: float = 0.0, models=None, seed: int = 0, no_example_copies: bool = False) -> DistillResult:
+            eval_fraction: float = 0.0, models=None, seed: int = 0, no_example_copies: bool = False,
+            from_scratch: bool = False, near_copy: float | None = None) -> DistillResult:
     """Examples from the verified attempts of the runs under `run_dirs`.
 
     within: keep attempts whose score is within this fraction of |best| from their task's best valid
@@ -114,7 +119,13 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
     taken over the runs kept. Exact repeats of a script for the same task and kind are kept once.
     no_example_copies: for each example whose prompt shows the minimal example script, also keep a copy
     with the prompt exactly as a run with `--no-example` words it (`prompting.without_example`), so
-    that training also teaches writing a working script with nothing to copy.
+    that training also teaches writing a working script with nothing to copy (an edit of the example
+    itself has no such copy: without the example there is nothing to edit; see from_scratch).
+    from_scratch: for each verified script of a task (once per distinct script), also keep the example
+    "first prompt of a run with `--no-example --no-baseline` on that task -> the whole verified script"
+    (`scratch_messages`): what the model must learn to write a working script with nothing to copy.
+    near_copy: leave out improvements whose whole-script reply is at least this similar to the script they
+    improve (None: keep them); edit replies hold only the change and are kept.
     """
     if within is not None and not (isinstance(within, (int, float)) and 0 <= within and math.isfinite(within)):
         raise ConfigError(f"within must be a fraction >= 0 (e.g. 0.1), not {within!r}")
@@ -122,6 +133,8 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         raise ConfigError(f"eval_fraction must be in [0, 1), not {eval_fraction!r}")
     if eval_tasks and eval_fraction:
         raise ConfigError("give eval tasks or an eval fraction, not both")
+    if near_copy is not None and not 0 < near_copy <= 1:
+        raise ConfigError(f"near_copy must be a similarity in (0, 1] (e.g. 0.97), not {near_copy!r}")
     eval_tasks = [t for t in (eval_tasks or []) if t]
     folders = find_runs(run_dirs)
     searched = [str(p) for p in run_dirs]
@@ -176,6 +189,7 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
     result = DistillResult()
     keys: set[tuple] = set()
     per_task: dict[str, dict] = {}
+    scratch_prompts: dict[Path, Messages | None] = {}
     for run, attempt in candidates:
         code, score = cast(str, attempt.code), cast(float, attempt.score)  # a candidate has both
         top = best[run.task]
@@ -191,6 +205,9 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
             dropped["duplicate"] += 1
             continue
         keys.add(key)
+        if near_copy is not None and _near_copy(run, attempt, near_copy):
+            dropped["near_copy"] += 1
+            continue
         meta = {"task": run.task, "kind": attempt.kind, "run": run.path.name, "attempt": attempt.index,
                 "score": attempt.score, "metric": attempt.metric, "model": run.model}
         messages = [dict(m) for m in attempt.messages]
@@ -205,13 +222,26 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
             continue
         split = "eval" if run.task in held_out else "train"
         variants = [example]
-        stripped = without_example(example.messages) if no_example_copies else None
+        edits_example = attempt.edit_format in EDIT_FORMS and _parent_kind(run, attempt) == "baseline"
+        stripped = without_example(example.messages) if no_example_copies and not edits_example else None
         if stripped is not None:
             variants.append(Example(stripped, {**meta, "prompt": "no-example"}))
+        scratch_key = (run.task, "from-scratch", _normalised(code))
+        if from_scratch and scratch_key not in keys:
+            if run.path not in scratch_prompts:
+                scratch_prompts[run.path] = scratch_messages(run.path)
+            prompt = scratch_prompts[run.path]
+            if prompt is not None:
+                keys.add(scratch_key)
+                variants.append(Example([*prompt, {"role": "assistant", "content": fence(code)}],
+                                        {**meta, "kind": "from-scratch", "from_kind": attempt.kind,
+                                         "prompt": "no-example"}))
         getattr(result, split).extend(variants)
         counts = per_task.setdefault(run.task, {"split": split, "kept": 0, "by_kind": {}})
         counts["kept"] += len(variants)
-        counts["by_kind"][attempt.kind] = counts["by_kind"].get(attempt.kind, 0) + len(variants)
+        for variant in variants:
+            kind = variant.meta["kind"]
+            counts["by_kind"][kind] = counts["by_kind"].get(kind, 0) + 1
 
     for task in tasks_found:
         entry = per_task.setdefault(task, {"split": "eval" if task in held_out else "train", "kept": 0, "by_kind": {}})
@@ -231,6 +261,56 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
         "per_task": {task: per_task[task] for task in sorted(per_task)},
         "settings": {"within": within, "include_repairs": include_repairs, "eval_tasks": eval_tasks,
                      "eval_fraction": eval_fraction, "models": list(models) if models else None, "seed": seed,
-                     "no_example_copies": no_example_copies},
+                     "no_example_copies": no_example_copies, "from_scratch": from_scratch, "near_copy": near_copy},
     }
     return result
+
+
+def _parent_kind(run: _Run, attempt: Attempt) -> str | None:
+    parent = next((a for a in run.attempts if a.index == attempt.parent), None) if attempt.parent is not None else None
+    return None if parent is None else parent.kind
+
+
+def _near_copy(run: _Run, attempt: Attempt, threshold: float) -> bool:
+    """An improvement replied with a whole script that is nearly its parent's."""
+    if attempt.kind != "improve" or attempt.edit_format in EDIT_FORMS or attempt.parent is None:
+        return False
+    parent = next((a for a in run.attempts if a.index == attempt.parent), None)
+    if parent is None or not parent.code or not attempt.code:
+        return False
+    return difflib.SequenceMatcher(None, parent.code, attempt.code, autojunk=False).ratio() >= threshold
+
+
+def scratch_messages(run_dir: Path) -> Messages | None:
+    """The first prompt a run of the same task and settings would send with `--no-example --no-baseline`
+    (the reflexion strategy's draft: task and data only), or None when it cannot be rebuilt (the task's
+    files are gone or changed, or the run used CAAFE features, whose code the prompt would have to carry)."""
+    from dataclasses import replace
+
+    from tabcoder.config import RunConfig
+    from tabcoder.grading import make_split
+    from tabcoder.profile import profile_task
+    from tabcoder.prompting import PromptBuilder
+    from tabcoder.runner import resolve_task
+
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        recorded = dict(info["config"])
+        recorded.setdefault("edit_format", "whole")
+        config = replace(RunConfig.from_dict(recorded), show_example=False, baseline=False)
+        if config.caafe:
+            return None
+        source = Path(info["task"].get("source_path") or info["task"]["source"])
+        task = resolve_task(source, config)
+        if len(task.train) != info["task"].get("n_train") or task.target != info["task"].get("target"):
+            log.warning("%s: the task at %s changed since the run; no from-scratch example", run_dir, source)
+            return None
+    except Exception as exc:  # noqa: BLE001 - any unreadable run or task only costs its from-scratch examples
+        log.warning("%s: cannot rebuild the from-scratch prompt (%s)", run_dir, exc)
+        return None
+    split = make_split(task, seed=config.seed, valid_fraction=config.valid_fraction)
+    profile = profile_task(task, split.fit, split.valid, seed=config.seed)
+    builder = PromptBuilder(task, profile, timeout=config.timeout, style=config.prompt_style,
+                            use_description=config.use_description, show_example=False,
+                            script_in_user=config.edit_format != "whole")
+    return builder.draft()
