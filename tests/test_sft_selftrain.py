@@ -1,0 +1,147 @@
+"""Self-training: from-scratch examples rebuilt exactly as a `--no-example` run words its first prompt, the
+evaluation ledger that a second call goes on from, and the whole loop (`tabcoder sft self-train`) on a
+generated task with a replayed teacher and the packaged SmolLM2-135M as the model that is tuned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import copy_edit_replay, tabcoder, write_replay
+
+from tabcoder.errors import ConfigError
+from tabcoder.journal import Journal
+from tabcoder.sft.distill import distill
+from tabcoder.sft.evaluate import RunSpec, figures, read_ledger, run_all, table
+from tabcoder.sft.selftrain import SelfTrainConfig, self_train
+from tabcoder.sft.tasks import generate_tasks
+
+TEACHER = ["--example", "--baseline", "--strategy", "reflexion", "--iterations", "1", "--time-budget", "none",
+           "--no-ensemble", "--confirm-folds", "0"]
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("st") / "tasks"
+    generate_tasks(root, 2, seed=5)
+    return root
+
+
+def _run(task: Path, replay: Path, out: Path, *options: str) -> Path:
+    done = tabcoder("run", task, "--model", f"replay:{replay}", "--json", "--out", out, *options)
+    assert done.stdout, done.stderr[-2000:]
+    return Path(json.loads(done.stdout)["run_dir"])
+
+
+def test_a_from_scratch_example_is_the_no_example_first_prompt_with_the_verified_script(tasks, tmp_path):
+    task = next((tasks / "tasks").iterdir())
+    teacher = _run(task, copy_edit_replay(tmp_path), tmp_path / "teacher", *TEACHER)
+    scratch = _run(task, write_replay(tmp_path / "junk.jsonl", ["```python\nprint(1)\n```"]), tmp_path / "scratch",
+                   "--no-example", "--no-baseline", "--strategy", "reflexion", "--iterations", "1",
+                   "--time-budget", "none", "--no-ensemble", "--confirm-folds", "0")
+    first = Journal.load(scratch / "journal.jsonl").attempts[0]
+    verified = Journal.load(teacher / "journal.jsonl").attempts[1]
+    assert verified.valid and verified.kind == "improve" and verified.edit_format == "functions"
+
+    result = distill([tmp_path / "teacher"], from_scratch=True)
+    by_kind = {e.meta["kind"]: e for e in result.train}
+    assert set(by_kind) == {"improve", "from-scratch"}
+    made = by_kind["from-scratch"]
+    assert made.messages[:-1] == first.messages  # exactly what a --no-example --no-baseline run asks first
+    assert made.messages[-1] == {"role": "assistant", "content": f"```python\n{verified.code.strip()}\n```"}
+    assert "def add_features(df):" in by_kind["improve"].messages[-1]["content"]  # the edit, not the script
+    assert "import pandas" not in by_kind["improve"].messages[-1]["content"]
+
+    # without from_scratch nothing is rebuilt; an improvement that is a near copy of its parent is dropped
+    assert [e.meta["kind"] for e in distill([tmp_path / "teacher"]).train] == ["improve"]
+
+
+def test_near_copies_of_the_parent_are_left_out_when_asked(tasks, tmp_path):
+    task = next((tasks / "tasks").iterdir())
+    baseline = Journal.load(_run(task, copy_edit_replay(tmp_path), tmp_path / "first", *TEACHER)
+                            / "journal.jsonl").attempts[0].code
+    nearly = baseline.replace("MAX_CATEGORIES = 250", "MAX_CATEGORIES = 200")
+    assert nearly != baseline
+    replay = write_replay(tmp_path / "whole.jsonl", ["Fewer categories.", f"```python\n{nearly}\n```"])
+    _run(task, replay, tmp_path / "runs", *TEACHER, "--edit-format", "whole")
+    kept = distill([tmp_path / "runs"])
+    assert [e.meta["kind"] for e in kept.train] == ["improve"]
+    dropped = distill([tmp_path / "runs"], near_copy=0.97)
+    assert dropped.train == [] and dropped.summary["dropped"]["near_copy"] == 1
+    with pytest.raises(ConfigError, match="near_copy"):
+        distill([tmp_path / "runs"], near_copy=1.5)
+
+
+def test_the_evaluation_ledger_is_what_a_second_call_goes_on_from(tasks, tmp_path):
+    names = sorted(p.name for p in (tasks / "tasks").iterdir())
+    replay = copy_edit_replay(tmp_path)
+    specs = [RunSpec(model=f"replay:{replay}", task=name, task_dir=tasks / "tasks" / name,
+                     answers=tasks / "answers" / f"{name}.csv", seed=0, prompt="teacher", iterations=1)
+             for name in names]
+    events: list[tuple[str, dict]] = []
+    rows = run_all(specs[:1], tmp_path / "eval", jobs=1, threads=1, say=lambda k, d: events.append((k, d)),
+                   stage="evaluate")
+    assert rows[0]["attempts"] == 1 and rows[0]["valid_attempts"] == 1 and rows[0]["final_valid"]
+    assert rows[0]["first_attempt_valid"] and rows[0]["test_score"] is not None
+    events.clear()
+    rows = run_all(specs, tmp_path / "eval", jobs=2, threads=1, say=lambda k, d: events.append((k, d)),
+                   stage="evaluate")
+    kind, start = events[0]
+    assert kind == "stage_start" and (start["total"], start["done"]) == (2, 1)
+    assert [k for k, _ in events].count("stage_item") == 1  # only the run not done before
+    assert len(read_ledger(tmp_path / "eval")) == 2 and [r["task"] for r in rows] == names
+    found = figures(rows, {f"replay:{replay}": "teacher"})
+    assert found["teacher / teacher"]["runs"] == 2 and found["teacher / teacher"]["valid_attempts"] == 2
+    lines = table(rows, {f"replay:{replay}": "teacher"})
+    assert lines[2].startswith("| teacher | teacher | 2 |")
+
+
+def test_settings_are_checked_and_a_folder_of_something_else_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--tasks"):
+        self_train(SelfTrainConfig(out=str(tmp_path / "a"), tasks=1))
+    with pytest.raises(ConfigError, match="eval prompts"):
+        self_train(SelfTrainConfig(out=str(tmp_path / "a"), eval_prompts=["clever"]))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="not a self-training folder"):
+        self_train(SelfTrainConfig(out=str(mine)))
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
+    pytest.importorskip("peft")
+    replay = copy_edit_replay(tmp_path)
+    out = tmp_path / "st"
+    args = ["sft", "self-train", "--out", out, "--tasks", "2", "--task-seed", "1", "--teacher", f"replay:{replay}",
+            "--teacher-seeds", "1", "--teacher-iterations", "1", "--base", "local:smollm2-135m", "--max-steps", "1",
+            "--max-length", "4096", "--eval-suite", "builtin", "--eval-tasks", "iris", "--eval-iterations", "1",
+            "--jobs", "2", "--eval-jobs", "2", "--quantize", "q8_0"]
+    first = tabcoder(*args, "--stop-after", "distill")
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = json.loads((out / "selftrain.json").read_text())
+    assert list(state["done"]) == ["tasks", "teacher", "distill"]
+    assert state["done"]["teacher"]["valid_attempts"] == 2
+    assert state["done"]["distill"]["by_kind"]["from-scratch"] >= 1
+    assert "stopped after" in first.stdout
+
+    changed = tabcoder(*args[:-2], "--quantize", "q4_0")
+    assert changed.returncode == 2 and "other settings" in changed.stderr and "quantize" in changed.stderr
+
+    done = tabcoder(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / "selftrain.json").read_text())
+    assert list(state["done"]) == ["tasks", "teacher", "distill", "train", "export", "evaluate"]
+    assert state["done"]["train"]["steps"] == 1 and state["done"]["train"]["peak_memory_mb"] > 0
+    assert (out / "tuned.q8_0.gguf").is_file()
+    ledger = read_ledger(out / "eval")
+    assert sorted(r["model"] for r in ledger) == sorted(["local:smollm2-135m", f"llamacpp:{out / 'tuned.q8_0.gguf'}"])
+    assert all(r["prompt"] == "no-example" and "error" not in r for r in ledger)
+    assert "| base | no-example | 1 |" in done.stdout and "| tuned | no-example | 1 |" in done.stdout
+    assert (out / "eval" / "summary.md").read_text().splitlines()[0] in done.stdout
+
+    again = tabcoder(*args)  # everything done: nothing is run again, the same table is printed
+    assert again.returncode == 0 and len(read_ledger(out / "eval")) == 2
+    assert "| base | no-example | 1 |" in again.stdout
