@@ -119,8 +119,8 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
     taken over the runs kept. Exact repeats of a script for the same task and kind are kept once.
     no_example_copies: for each example whose prompt shows the minimal example script, also keep a copy
     with the prompt exactly as a run with `--no-example` words it (`prompting.without_example`), so
-    that training also teaches writing a working script with nothing to copy (an edit of the example
-    itself has no such copy: without the example there is nothing to edit; see from_scratch).
+    that training also teaches writing a working script with nothing to copy (a draft made as an edit of
+    the example has no such copy: without the example there is nothing to edit; see from_scratch).
     from_scratch: for each verified script of a task (once per distinct script), also keep the example
     "first prompt of a run with `--no-example --no-baseline` on that task -> the whole verified script"
     (`scratch_messages`): what the model must learn to write a working script with nothing to copy.
@@ -222,8 +222,9 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
             continue
         split = "eval" if run.task in held_out else "train"
         variants = [example]
-        edits_example = attempt.edit_format in EDIT_FORMS and _parent_kind(run, attempt) == "baseline"
-        stripped = without_example(example.messages) if no_example_copies and not edits_example else None
+        # a draft made as an edit of the example has nothing to edit once the example is gone
+        swaps_example = attempt.kind == "draft" and attempt.edit_format in EDIT_FORMS
+        stripped = without_example(example.messages) if no_example_copies and not swaps_example else None
         if stripped is not None:
             variants.append(Example(stripped, {**meta, "prompt": "no-example"}))
         scratch_key = (run.task, "from-scratch", _normalised(code))
@@ -264,11 +265,6 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
                      "no_example_copies": no_example_copies, "from_scratch": from_scratch, "near_copy": near_copy},
     }
     return result
-
-
-def _parent_kind(run: _Run, attempt: Attempt) -> str | None:
-    parent = next((a for a in run.attempts if a.index == attempt.parent), None) if attempt.parent is not None else None
-    return None if parent is None else parent.kind
 
 
 def _near_copy(run: _Run, attempt: Attempt, threshold: float) -> bool:
