@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tabcoder.edits import EDIT_FORMATS, Edit, apply_reply
+from tabcoder.edits import EDIT_FORMATS, Edit, apply_reply, as_edit, same_program
 
 BASE = '''"""Train a model on input/train.csv and write submission.csv."""
 import pandas as pd
@@ -326,3 +326,34 @@ def test_odd_replies_never_raise(reply, base):
     edit = apply_reply(reply, base)
     assert edit.form in EDIT_FORMATS + ("none",)
     assert edit.applied == (edit.code is not None and edit.error is None)
+
+
+# -- a whole script as the edit of its parent (what self-training learns instead of the copy) ---------------
+
+def test_a_changed_function_becomes_a_functions_edit_that_gives_the_script_back():
+    changed = BASE.replace("n_estimators=200", "n_estimators=500, min_samples_leaf=2")
+    reply = as_edit(BASE, changed, "functions")
+    assert reply is not None and "def make_model():" in reply
+    assert "def add_features" not in reply and "read_csv" not in reply  # only what changed
+    assert apply_reply(reply, BASE).code.strip() == changed.strip()
+
+
+def test_a_change_outside_any_definition_becomes_search_replace_blocks():
+    changed = BASE.replace('submission.to_csv("submission.csv", index=False)',
+                           'submission.to_csv("submission.csv", index=False, float_format="%.6f")')
+    reply = as_edit(BASE, changed, "functions")
+    assert reply is not None and "<<<<<<< SEARCH" in reply and "def add_features" not in reply
+    assert apply_reply(reply, BASE).code.strip() == changed.strip()
+    blocks = as_edit(BASE, BASE.replace('DROP = ["name"]', 'DROP = ["name", "ticket"]'), "search-replace")
+    assert blocks is not None and blocks.count("<<<<<<< SEARCH") == 1
+    assert apply_reply(blocks, BASE).code == BASE.replace('DROP = ["name"]', 'DROP = ["name", "ticket"]')
+
+
+def test_no_change_is_no_edit_and_docstrings_or_comments_are_the_same_program():
+    assert as_edit(BASE, BASE, "functions") is None
+    assert as_edit(BASE, BASE + "print(1)\n", "whole") is None  # a whole-script prompt has no edit to learn
+    respelled = BASE.replace('"""Train a model', '"""Fit a model').replace("def make_model():\n",
+                                                                       "def make_model():\n    # more trees?\n")
+    assert same_program(BASE, respelled)
+    assert not same_program(BASE, BASE.replace("n_estimators=200", "n_estimators=201"))
+    assert not same_program(BASE, "def broken(:\n")

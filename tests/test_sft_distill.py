@@ -89,7 +89,7 @@ def test_threshold_in_both_directions_and_what_each_example_holds(runs):
                    ("cls", "20261125-000003-cls", 4), ("other", "20261125-000004-other", 1)}
     summary = result.summary
     assert summary["dropped"] == {"model_filtered": 0, "pending": 1, "baseline": 0, "duplicate_of": 1, "invalid": 1,
-                                  "repair_excluded": 0, "below_threshold": 3, "duplicate": 1, "near_copy": 0}
+                                  "repair_excluded": 0, "below_threshold": 3, "duplicate": 1, "near_copy": 0, "no_change": 0}
     assert summary["attempts_seen"] == 13 and summary["kept"] == 6 and summary["runs_read"] == 4
     assert summary["per_task"]["reg"]["best_score"] == 9.5 and summary["per_task"]["reg"]["metric"] == "rmse"
     assert summary["per_task"]["cls"]["best_score"] == 0.9

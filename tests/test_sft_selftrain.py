@@ -73,6 +73,28 @@ def test_near_copies_of_the_parent_are_left_out_when_asked(tasks, tmp_path):
         distill([tmp_path / "runs"], near_copy=1.5)
 
 
+def test_a_whole_script_sent_for_an_edit_is_learnt_as_the_edit_and_a_docstring_change_not_at_all(tasks, tmp_path):
+    task = next((tasks / "tasks").iterdir())
+    baseline = Journal.load(_run(task, copy_edit_replay(tmp_path), tmp_path / "first", *TEACHER)
+                            / "journal.jsonl").attempts[0].code
+    tuned = baseline.replace("MAX_CATEGORIES = 250", "MAX_CATEGORIES = 200")
+    _run(task, write_replay(tmp_path / "w.jsonl", ["Fewer categories.", f"```python\n{tuned}\n```"]),
+         tmp_path / "edit", *TEACHER)  # the prompt asks for functions; the reply is the whole script
+    found = distill([tmp_path / "edit"], near_copy=0.97)
+    [example] = found.train
+    assert example.meta["converted"] == "whole script -> functions edit"
+    assert example.messages[-1]["content"] == "```python\nMAX_CATEGORIES = 200\n```"
+    assert distill([tmp_path / "edit"]).train[0].messages[-1]["content"].startswith("```python\nimport joblib")
+
+    respelled = baseline.replace('"""The model, fitted on all rows of train."""', '"""Fit the model."""')
+    assert respelled != baseline
+    _run(task, write_replay(tmp_path / "d.jsonl", ["A docstring.", f"```python\n{respelled}\n```"]),
+         tmp_path / "doc", *TEACHER)
+    found = distill([tmp_path / "doc"], near_copy=0.97, from_scratch=True)
+    assert found.summary["dropped"]["no_change"] == 1
+    assert [e.meta["kind"] for e in found.train] == ["from-scratch"]  # the working script is still learnt
+
+
 def test_the_evaluation_ledger_is_what_a_second_call_goes_on_from(tasks, tmp_path):
     names = sorted(p.name for p in (tasks / "tasks").iterdir())
     replay = copy_edit_replay(tmp_path)

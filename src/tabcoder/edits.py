@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from tabcoder.config import EDIT_FORMATS
 from tabcoder.prompting import extract_code
 
-__all__ = ["EDIT_FORMATS", "Edit", "apply_reply"]
+__all__ = ["EDIT_FORMATS", "Edit", "apply_reply", "as_edit", "same_program"]
 
 _SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\s*$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
@@ -431,3 +431,83 @@ def _apply_functions(code: str, base: str) -> Edit:
     for start, _, end, text in sorted(changes, key=lambda c: (c[0], c[1]), reverse=True):
         lines[start:end] = [text]
     return Edit("".join(lines), "functions", blocks=len(values) + len(definitions))
+
+
+# -- a whole script as the edit of its parent -------------------------------------------------------------
+
+def as_edit(base: str, code: str, edit_format: str) -> str | None:
+    """A reply in `edit_format` ("functions" or "search-replace") that turns `base` into exactly `code`: the
+    top-level definitions, imports and UPPER_CASE constants that changed, or SEARCH/REPLACE blocks of the
+    changed lines (also when the functions cannot say the change, e.g. outside any definition). None when
+    there is no change, or the edit would not give `code` back (every reply is checked by applying it)."""
+    if base == code:
+        return None
+    reply = _as_functions(base, code) if edit_format == "functions" else None
+    if reply is None and edit_format in ("functions", "search-replace"):
+        reply = _as_blocks(base, code)
+    if reply is None:
+        return None
+    edit = apply_reply(reply, base)
+    return reply if edit.code is not None and edit.code.strip() == code.strip() else None
+
+
+def _as_functions(base: str, code: str) -> str | None:
+    try:
+        base_tree, tree = _parse(base), _parse(code)
+    except SyntaxError:
+        return None
+    base_lines, lines = _lines(base), _lines(code)
+
+    def text(node: ast.stmt, source: list[str]) -> str:
+        start, end = _span(node)
+        return "".join(source[start:end])
+
+    old: dict[str, str] = {}
+    for node in base_tree.body:
+        for name in _node_names(node):
+            old[name] = text(node, base_lines)
+    changed = []
+    for node in tree.body:
+        names = _node_names(node)
+        if names and any(old.get(name) != text(node, lines) for name in names):
+            changed.append(text(node, lines).rstrip("\n"))
+    if not changed:
+        return None
+    return "```python\n" + "\n\n\n".join(changed) + "\n```"
+
+
+def _node_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [repr(sorted(_import_keys(node), key=repr))]
+    return _constant_names(node)
+
+
+def _as_blocks(base: str, code: str, context: int = 2) -> str | None:
+    old, new = base.split("\n"), code.split("\n")
+    blocks = []
+    for group in difflib.SequenceMatcher(None, old, new, autojunk=False).get_grouped_opcodes(context):
+        first, last = group[0], group[-1]
+        search, replace = old[first[1]:last[2]], new[first[3]:last[4]]
+        if not any(line.strip() for line in search):
+            return None  # an insertion with no line to anchor it
+        blocks.append("<<<<<<< SEARCH\n" + "\n".join(search) + "\n=======\n" + "\n".join(replace)
+                      + "\n>>>>>>> REPLACE")
+    return "\n".join(blocks) if blocks else None
+
+
+def same_program(one: str, other: str) -> bool:
+    """Whether two scripts differ in comments, docstrings and layout only (their syntax trees, docstrings
+    removed, are equal); False when either does not parse."""
+    try:
+        trees = [_parse(one), _parse(other)]
+    except SyntaxError:
+        return False
+    for tree in trees:
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.dump(trees[0]) == ast.dump(trees[1])

@@ -143,8 +143,8 @@ def _listed(text: str) -> list[str]:
 @selftrain_option("--lora-r", type=int)
 @selftrain_option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
                   help="auto: a CUDA GPU in bfloat16 where there is one, else the CPU.")
-@selftrain_option("--quantize", type=click.Choice(["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]),
-                  help="Quantise the tuned GGUF (evaluated in this form).")
+@selftrain_option("--quantize", type=click.Choice(["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "none"]),
+                  help="Quantise the tuned GGUF (evaluated in this form); none: evaluate the F16 GGUF.")
 @click.option("--eval-suite", "eval_suites", default="builtin", show_default=True,
               help="Comma-separated suite folders (tasks/ + answers/) to evaluate on, or builtin.")
 @click.option("--eval-tasks", help="Comma-separated tasks of those suites (default: all).")
@@ -173,6 +173,8 @@ def selftrain_command(out: Path, eval_suites: str, eval_tasks: str | None, eval_
     """
     from tabcoder.sft.selftrain import SelfTrainConfig, self_train
 
+    if settings["quantize"] == "none":
+        settings["quantize"] = None
     config = SelfTrainConfig(out=str(out), eval_suites=_listed(eval_suites), eval_tasks=_listed(eval_tasks or "") or None,
                              eval_prompts=_listed(eval_prompts), **settings)
     result = self_train(config, progress=Progress(quiet))

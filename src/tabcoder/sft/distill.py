@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from tabcoder.edits import as_edit, same_program
 from tabcoder.errors import ConfigError
 from tabcoder.journal import Attempt, Journal
 from tabcoder.metrics import gain
@@ -29,7 +30,7 @@ from tabcoder.sft.data import Example
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("model_filtered", "pending", "baseline", "duplicate_of", "invalid", "repair_excluded",
-                "below_threshold", "duplicate", "near_copy")
+                "below_threshold", "duplicate", "near_copy", "no_change")
 #: A suggested `near_copy`: an improvement whose whole-script reply is at least this similar (difflib ratio) to
 #: its parent's script teaches copying. Edit replies are never near copies: they hold only what changed.
 NEAR_COPY = 0.97
@@ -52,6 +53,7 @@ class _Run:
     task: str
     model: str
     attempts: list[Attempt]  # complete and pending, in index order
+    edit_format: str = "whole"  # what the run's improvement and repair prompts asked for
 
 
 def find_runs(paths) -> list[Path]:
@@ -83,7 +85,8 @@ def _load_run(folder: Path) -> _Run:
     model = info.get("model") or (info.get("config") or {}).get("model") or ""
     journal = Journal.load(folder / "journal.jsonl")
     attempts = sorted(journal.attempts + list(journal.pending.values()), key=lambda a: a.index)
-    return _Run(folder, name, str(model), attempts)
+    config = info.get("config") or {}
+    return _Run(folder, name, str(model), attempts, str(config.get("edit_format") or "whole"))
 
 
 def _normalised(code: str) -> str:
@@ -124,8 +127,11 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
     from_scratch: for each verified script of a task (once per distinct script), also keep the example
     "first prompt of a run with `--no-example --no-baseline` on that task -> the whole verified script"
     (`scratch_messages`): what the model must learn to write a working script with nothing to copy.
-    near_copy: leave out improvements whose whole-script reply is at least this similar to the script they
-    improve (None: keep them); edit replies hold only the change and are kept.
+    near_copy: nothing that teaches copying (None: keep every reply as it was). An improvement that changes
+    only comments or docstrings is left out ("no_change"); a whole script sent where the prompt asked for an
+    edit (functions or search/replace) is learnt as that edit, computed from the two scripts and checked by
+    applying it, so that the loss falls on the change; a whole-script improvement that cannot be so put and
+    is at least `near_copy` similar (difflib ratio) to its parent is left out ("near_copy").
     """
     if within is not None and not (isinstance(within, (int, float)) and 0 <= within and math.isfinite(within)):
         raise ConfigError(f"within must be a fraction >= 0 (e.g. 0.1), not {within!r}")
@@ -205,28 +211,30 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
             dropped["duplicate"] += 1
             continue
         keys.add(key)
-        if near_copy is not None and _near_copy(run, attempt, near_copy):
-            dropped["near_copy"] += 1
-            continue
+        parent = _parent(run, attempt)
         meta = {"task": run.task, "kind": attempt.kind, "run": run.path.name, "attempt": attempt.index,
                 "score": attempt.score, "metric": attempt.metric, "model": run.model}
-        messages = [dict(m) for m in attempt.messages]
-        # an edit that applied is learnt as the edit the prompt asked for; anything else as the whole script
-        answer = attempt.response.strip() if attempt.edit_format in EDIT_FORMS else fence(code)
-        messages.append({"role": "assistant", "content": answer})
-        try:
-            example = Example.checked(messages, meta, f"{run.path / 'journal.jsonl'} attempt {attempt.index}")
-        except ConfigError as exc:
-            log.warning("skipping attempt: %s", exc)
-            dropped["invalid"] += 1
-            continue
+        variants: list[Example] = []
+        answer, why_not, converted = _answer(run, attempt, parent, code, near_copy)
+        if why_not is not None:
+            dropped[why_not] += 1  # the reply is not learnt; its verified script still is, from scratch
+        else:
+            if converted:
+                meta["converted"] = f"whole script -> {run.edit_format} edit"
+            messages = [*(dict(m) for m in attempt.messages), {"role": "assistant", "content": answer}]
+            try:
+                example = Example.checked(messages, meta, f"{run.path / 'journal.jsonl'} attempt {attempt.index}")
+            except ConfigError as exc:
+                log.warning("skipping attempt: %s", exc)
+                dropped["invalid"] += 1
+                continue
+            variants.append(example)
+            # a draft made as an edit of the example has nothing to edit once the example is gone
+            swaps_example = attempt.kind == "draft" and attempt.edit_format in EDIT_FORMS
+            stripped = without_example(example.messages) if no_example_copies and not swaps_example else None
+            if stripped is not None:
+                variants.append(Example(stripped, {**meta, "prompt": "no-example"}))
         split = "eval" if run.task in held_out else "train"
-        variants = [example]
-        # a draft made as an edit of the example has nothing to edit once the example is gone
-        swaps_example = attempt.kind == "draft" and attempt.edit_format in EDIT_FORMS
-        stripped = without_example(example.messages) if no_example_copies and not swaps_example else None
-        if stripped is not None:
-            variants.append(Example(stripped, {**meta, "prompt": "no-example"}))
         scratch_key = (run.task, "from-scratch", _normalised(code))
         if from_scratch and scratch_key not in keys:
             if run.path not in scratch_prompts:
@@ -265,6 +273,37 @@ def distill(run_dirs, *, within: float | None = 0.10, include_repairs: bool = Tr
                      "no_example_copies": no_example_copies, "from_scratch": from_scratch, "near_copy": near_copy},
     }
     return result
+
+
+def _answer(run: _Run, attempt: Attempt, parent: Attempt | None, code: str,
+            near_copy: float | None) -> tuple[str, str | None, bool]:
+    """The reply to learn for a verified attempt, the drop reason that says why none is (or None), and
+    whether the reply was converted from a whole script to an edit.
+
+    An edit that applied is learnt as the edit the prompt asked for, anything else as the whole script;
+    with `near_copy`, see `distill`."""
+    whole = fence(code)
+    if attempt.edit_format in EDIT_FORMS:
+        answer = attempt.response.strip()
+    else:
+        answer = whole
+    if near_copy is None or parent is None or not parent.code:
+        return answer, None, False
+    if attempt.kind == "improve" and same_program(parent.code, code):
+        return answer, "no_change", False  # comments or docstrings only: nothing to learn but copying
+    if attempt.edit_format not in EDIT_FORMS and run.edit_format in EDIT_FORMS and attempt.kind in ("improve", "repair"):
+        edit = as_edit(parent.code, code, run.edit_format)  # the whole script, as the edit the prompt asked for
+        if edit is not None:
+            return edit, None, True
+    if _near_copy(run, attempt, near_copy):
+        return answer, "near_copy", False
+    return answer, None, False
+
+
+def _parent(run: _Run, attempt: Attempt) -> Attempt | None:
+    if attempt.parent is None:
+        return None
+    return next((a for a in run.attempts if a.index == attempt.parent), None)
 
 
 def _near_copy(run: _Run, attempt: Attempt, threshold: float) -> bool:
