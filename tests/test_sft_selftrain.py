@@ -139,6 +139,7 @@ def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
     out = tmp_path / "st"
     args = ["sft", "self-train", "--out", out, "--tasks", "2", "--task-seed", "1", "--teacher", f"replay:{replay}",
             "--teacher-seeds", "1", "--teacher-iterations", "1", "--base", "local:smollm2-135m", "--max-steps", "1",
+            "--grad-accum", "1",
             "--max-length", "4096", "--eval-suite", "builtin", "--eval-tasks", "iris", "--eval-iterations", "1",
             "--jobs", "2", "--eval-jobs", "2", "--quantize", "q8_0"]
     first = tabcoder(*args, "--stop-after", "distill")
@@ -152,7 +153,7 @@ def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
     changed = tabcoder(*args[:-2], "--quantize", "q4_0")
     assert changed.returncode == 2 and "other settings" in changed.stderr and "quantize" in changed.stderr
 
-    done = tabcoder(*args)
+    done = tabcoder(*args, timeout=1800)  # about 3 minutes alone on 2 cores
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "selftrain.json").read_text())
     assert list(state["done"]) == ["tasks", "teacher", "distill", "train", "export", "evaluate"]

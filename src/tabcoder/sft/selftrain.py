@@ -217,7 +217,7 @@ def _train(out: Path, config: SelfTrainConfig, say: Progress, state: dict) -> di
     result = train(TrainConfig(base=config.base, data=str(out / "data"), out=str(folder), epochs=config.epochs,
                                max_steps=config.max_steps, learning_rate=config.learning_rate,
                                grad_accum=config.grad_accum, max_length=config.max_length, lora_r=config.lora_r,
-                               lora_alpha=2 * config.lora_r, device=config.device, threads=0, eval_examples=8,
+                               lora_alpha=2 * config.lora_r, device=config.device, threads=0, eval_examples=4,
                                save_every=2),
                    resume=resume, progress=say)
     s = result.summary
