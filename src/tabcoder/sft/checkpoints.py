@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 KEEP_CHECKPOINTS = 2
 # settings that may differ when a run is resumed (the rest must match what the run started with)
-RESUMABLE = {"max_steps", "epochs", "save_every", "threads", "device", "eval_examples"}
+RESUMABLE = {"max_steps", "epochs", "save_every", "threads", "device", "eval_examples", "gradient_checkpointing"}
 
 
 def check_out(out: Path, config: TrainConfig, resume: bool) -> None:
