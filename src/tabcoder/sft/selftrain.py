@@ -247,8 +247,8 @@ def _evaluate(out: Path, config: SelfTrainConfig, say: Progress, state: dict) ->
     jobs = [sft_evaluate.RunSpec(model=model, task=task.name, task_dir=task.path, answers=task.answers, seed=seed,
                                  prompt=prompt, iterations=config.eval_iterations, time_budget=config.eval_time_budget,
                                  overrides=task.overrides)
-            for prompt in config.eval_prompts for model in models for task in tasks
-            for seed in range(config.eval_seeds)]
+            for prompt in config.eval_prompts for task in tasks for seed in range(config.eval_seeds)
+            for model in models]  # base and tuned side by side, task after task: a cut-short evaluation compares
     rows = sft_evaluate.run_all(jobs, out / "eval", jobs=config.eval_jobs, threads=config.threads, say=say,
                                 stage="evaluate")
     labels = {config.base: "base", tuned: "tuned"}
