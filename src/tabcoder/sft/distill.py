@@ -308,9 +308,9 @@ def _parent(run: _Run, attempt: Attempt) -> Attempt | None:
 
 def _near_copy(run: _Run, attempt: Attempt, threshold: float) -> bool:
     """An improvement replied with a whole script that is nearly its parent's."""
-    if attempt.kind != "improve" or attempt.edit_format in EDIT_FORMS or attempt.parent is None:
+    if attempt.kind != "improve" or attempt.edit_format in EDIT_FORMS:
         return False
-    parent = next((a for a in run.attempts if a.index == attempt.parent), None)
+    parent = _parent(run, attempt)
     if parent is None or not parent.code or not attempt.code:
         return False
     return difflib.SequenceMatcher(None, parent.code, attempt.code, autojunk=False).ratio() >= threshold
