@@ -322,24 +322,17 @@ def scratch_messages(run_dir: Path) -> Messages | None:
     files are gone or changed, or the run used CAAFE features, whose code the prompt would have to carry)."""
     from dataclasses import replace
 
-    from tabcoder.config import RunConfig
     from tabcoder.grading import make_split
     from tabcoder.profile import profile_task
     from tabcoder.prompting import PromptBuilder
-    from tabcoder.runner import resolve_task
+    from tabcoder.runner import _resumed_config, _resumed_task
 
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        recorded = dict(info["config"])
-        recorded.setdefault("edit_format", "whole")
-        config = replace(RunConfig.from_dict(recorded), show_example=False, baseline=False)
+    try:  # the run's settings and task, read back as `tabcoder resume` reads them
+        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        config = replace(_resumed_config(meta, {}), show_example=False, baseline=False)
         if config.caafe:
             return None
-        source = Path(info["task"].get("source_path") or info["task"]["source"])
-        task = resolve_task(source, config)
-        if len(task.train) != info["task"].get("n_train") or task.target != info["task"].get("target"):
-            log.warning("%s: the task at %s changed since the run; no from-scratch example", run_dir, source)
-            return None
+        task = _resumed_task(meta, config)
     except Exception as exc:  # noqa: BLE001 - any unreadable run or task only costs its from-scratch examples
         log.warning("%s: cannot rebuild the from-scratch prompt (%s)", run_dir, exc)
         return None
