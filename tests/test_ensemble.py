@@ -20,6 +20,7 @@ from tabcoder.prompting import fence
 from tabcoder.runner import run
 from tabcoder.task import load_task
 
+from support import journal_records
 from support import tabcoder as tabcoder_cli
 
 REFLECTION = "The model sees one feature only.\nChange: use another feature."
@@ -257,3 +258,29 @@ def test_for_a_label_metric_the_blend_of_probabilities_is_chosen_where_a_vote_co
     backend = ScriptedBackend([responder([label_script("a", False), label_script("b", False)])] * 3)
     votes = run(folder, backend=backend, iterations=2, baseline=False, confirm_folds=3, out_dir=tmp_path / "votes")
     assert votes.final_valid and not (votes.ensemble or {}).get("chosen")
+
+
+def test_confirmation_places_go_to_the_attempts_a_blend_picks_not_to_near_copies_of_the_best(tmp_path):
+    """Two places on the folds (`--confirm-top 2`): the next best by validation is a near-copy of the best
+    (the same model with another C); the attempt on the other feature is weaker alone but is what a blend
+    needs. It is confirmed, and the ensemble of the two is chosen."""
+    folder = two_signal_task(tmp_path / "t")
+    copy = one_feature_script("a").replace("LogisticRegression()", "LogisticRegression(C=0.5)")
+    noisy_b = one_feature_script("b").replace(
+        'model = LogisticRegression()',
+        'import numpy as np\nfor frame in (train, test):\n'
+        '    frame["b"] = frame["b"] + np.random.default_rng(len(frame)).normal(scale=0.7, size=len(frame))\n'
+        'model = LogisticRegression()')
+    backend = ScriptedBackend([responder([one_feature_script("a"), copy, noisy_b])] * 4)
+    result = run(folder, backend=backend, iterations=3, baseline=False, ensemble=True, confirm_folds=3,
+                 confirm_top=2, out_dir=tmp_path / "runs")
+    assert result.final_valid, result.final_problems
+    meta = json.loads((result.run_dir / "run.json").read_text())
+    selection = meta["selection"]
+    validation = {r["index"]: r["score"] for r in journal_records(result.run_dir) if r.get("valid")}
+    assert validation[3] < min(validation[1], validation[2]), "the b attempt is third by validation"
+    assert sorted(c["attempt"] for c in selection["candidates"]) == [1, 3]
+    assert "picked by a blend on the validation rows" in selection["note"]
+    ensemble = result.ensemble
+    assert ensemble is not None and ensemble["chosen"], ensemble
+    assert set(ensemble["weights"]) == {"1", "3"}

@@ -132,6 +132,28 @@ def test_settings_are_checked_and_a_folder_of_something_else_is_refused(tmp_path
     assert (mine / "notes.txt").read_text() == "keep"
 
 
+
+def test_the_teacher_strategy_sets_its_runs_options_and_is_a_defining_setting(tmp_path):
+    spec = RunSpec(model="local", task="t", task_dir=tmp_path, answers=None, seed=0, prompt="teacher-tree",
+                   iterations=3)
+    command = spec.command(tmp_path / "runs", threads=1)
+    assert command[command.index("--strategy") + 1] == "tree" and "--example" in command
+    assert command[command.index("--iterations") + 1] == "3"
+    with pytest.raises(ConfigError, match="--teacher-strategy must be one of reflexion, tree"):
+        self_train(SelfTrainConfig(out=str(tmp_path / "a"), teacher_strategy="beam"))
+    out = tmp_path / "st"
+    self_train(SelfTrainConfig(out=str(out), tasks=2, teacher_strategy="tree", stop_after="tasks"))
+    with pytest.raises(ConfigError, match="teacher_strategy: 'tree' then, 'reflexion' now"):
+        self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
+    # a folder made before the setting existed holds the default: going on with it is accepted
+    state = json.loads((out / "selftrain.json").read_text())
+    del state["settings"]["teacher_strategy"]
+    (out / "selftrain.json").write_text(json.dumps(state))
+    self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
+    done = tabcoder("sft", "self-train", "--help")
+    assert "--teacher-strategy [reflexion|tree]" in done.stdout
+
+
 @pytest.mark.slow
 def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
     pytest.importorskip("peft")

@@ -128,6 +128,23 @@ def greedy_weights(predictions: dict[int, np.ndarray], y_true: np.ndarray, task:
     return {i: best_counts[i] for i in ranked}, best_score
 
 
+def pick_members(task: Task, run_dir: Path, *, validation_labels: pd.Series, attempts: Sequence[Attempt],
+                 size: int = DEFAULT_SIZE) -> list[int]:
+    """The attempts (indices, heaviest first) that forward selection over all of `attempts` picks on the
+    validation rows: the candidates worth confirming on folds for a blend. Empty when fewer than two attempts'
+    predictions can be read."""
+    predictions = {}
+    for attempt in attempts:
+        found = read_predictions(run_dir / "attempts" / f"{attempt.index:03d}" / SUBMISSION_NAME, task,
+                                 validation_labels)
+        if found is not None:
+            predictions[attempt.index] = found
+    if len(predictions) < 2:
+        return []
+    weights, _ = greedy_weights(predictions, true_array(validation_labels, task), task, size)
+    return list(weights)
+
+
 def read_predictions(path: Path, task: Task, labels: pd.Series) -> np.ndarray | None:
     """The predictions of the submission at `path` for the ids of `labels`, in their order (None if invalid).
     For label metrics: the class probabilities written beside it (an (n, k) matrix over `task.classes`) when

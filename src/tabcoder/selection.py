@@ -1,7 +1,9 @@
 """Choosing the final attempt: the best few by validation score are re-scored on K folds of all labelled
 rows, and the one with the best mean fold score comes first, so a lucky split cannot decide alone. The
 harness's baseline (attempt 0) is second in line, after the best, so that whenever the folds run, what a
-run says about beating it is measured on them.
+run says about beating it is measured on them. With the ensemble on, the attempts that a blend fitted on the
+validation rows picks come next (`_candidates`), so that the places on the folds go to what a blend can use
+rather than to near-copies of the best.
 
 Scope: `Selection` (the order in which attempts are tried for the final refit, and why) and `select`.
 Confirmation runs as many candidates as the time plan leaves room for (`TimePlan.affordable`); with fewer
@@ -15,6 +17,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import cast
 
+from tabcoder.ensemble import pick_members
 from tabcoder.evaluation import copy_inputs, evaluate, prepare_workspace
 from tabcoder.events import ConfirmStart, emit_event
 from tabcoder.grading import make_folds
@@ -49,12 +52,37 @@ def select(state: RunState) -> Selection:
         return Selection(ranked, "validation", "confirmation is off (--confirm-folds 0)")
     if len(ranked) == 1:
         return Selection(ranked, "validation", "one valid attempt: nothing to choose between")
-    top = state.plan.affordable(_baseline_second(ranked))
+    order, note = _candidates(state, ranked)
+    top = state.plan.affordable(order)
     if len(top) < 2:
         return Selection(ranked, "validation", "not enough time left in the budget to confirm on folds")
     emit_event(state.emit, ConfirmStart(candidates=[a.index for a in top], folds=config.confirm_folds))
     scores = _score_on_folds(state, top)
-    return _rank_confirmed(ranked, top, scores, config.confirm_folds)
+    selection = _rank_confirmed(ranked, top, scores, config.confirm_folds)
+    if note:
+        selection.note += f"; {note}"
+    return selection
+
+
+def _candidates(state: RunState, ranked: list[Attempt]) -> tuple[list[Attempt], str]:
+    """The order in which attempts are confirmed: the best, the baseline, then (with `--ensemble`) the
+    attempts that a blend fitted on the validation rows picks, heaviest first, then the rest by validation.
+    Without this, the few places go to the next best by validation, which after a search are often small
+    edits of the best script and add nothing to a blend, while an attempt of another family that would is
+    never confirmed and so never a member. The folds still decide: a member is only confirmed here."""
+    order = _baseline_second(ranked)
+    if not state.config.ensemble or len(order) <= 2:
+        return order, ""
+    picked = pick_members(state.task, state.run_dir, validation_labels=state.split.labels, attempts=ranked,
+                          size=state.config.ensemble_size)
+    lead = order[:2] if order[1].kind == "baseline" else order[:1]
+    by_index = {a.index: a for a in order}
+    extra = [by_index[i] for i in picked if i in by_index and by_index[i] not in lead]
+    if not extra or extra == order[len(lead):len(lead) + len(extra)]:
+        return order, ""
+    rest = [a for a in order[len(lead):] if a not in extra]
+    return lead + extra + rest, ("confirmed first after the best and the baseline: attempt(s) "
+                                 f"{', '.join(str(a.index) for a in extra)}, picked by a blend on the validation rows")
 
 
 def _baseline_second(ranked: list[Attempt]) -> list[Attempt]:

@@ -133,6 +133,9 @@ def _listed(text: str) -> list[str]:
 @selftrain_option("--teacher", help="Model that writes the verified scripts (with the example), e.g. local:qwen2.5-coder-1.5b.")
 @selftrain_option("--teacher-seeds", type=int, help="Teacher runs per task (best of N).")
 @selftrain_option("--teacher-iterations", type=int, help="Model attempts per teacher run.")
+@selftrain_option("--teacher-strategy", type=click.Choice(["reflexion", "tree"]),
+                  help="reflexion: improvements of the baseline, each after a reflection; tree: drafts of other "
+                       "model families first (one short call each).")
 @selftrain_option("--base", help="Model to tune: local[:name], a .gguf file or a Hugging Face folder.")
 @selftrain_option("--within", type=float, help="Keep verified attempts within this fraction of their task's best score.")
 @selftrain_option("--epochs", type=float)

@@ -13,6 +13,8 @@ The prompts:
 - "default": tabcoder's defaults (baseline, example, tree, ensemble) within `time_budget`.
 - "teacher": the example and the baseline, reflexion, `iterations` attempts, no ensemble or folds: the
   quickest way to verified scripts of the model's own.
+- "teacher-tree": the same with the tree search: its first attempts are drafts of other model families (edits
+  of the baseline's model), each one short call, instead of improvements of the baseline with a reflection.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ _PROMPT_OPTIONS = {
                    "--no-ensemble", "--confirm-folds", "0"],
     "teacher": ["--example", "--baseline", "--strategy", "reflexion", "--time-budget", "none", "--no-ensemble",
                 "--confirm-folds", "0"],
+    "teacher-tree": ["--example", "--baseline", "--strategy", "tree", "--time-budget", "none", "--no-ensemble",
+                     "--confirm-folds", "0"],
     "default": [],
 }
 
@@ -53,7 +57,7 @@ class RunSpec:
     task_dir: Path
     answers: Path | None
     seed: int
-    prompt: str  # "no-example" | "default" | "teacher"
+    prompt: str  # "no-example" | "default" | "teacher" | "teacher-tree"
     iterations: int = 4
     time_budget: str = "5m"  # the "default" prompt's budget
     overrides: tuple[tuple[str, str], ...] = ()  # (RunConfig field, value) a suite pins: target, metric, ...

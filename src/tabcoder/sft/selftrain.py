@@ -34,6 +34,8 @@ from tabcoder.sft.tasks import MANIFEST, generate_tasks
 
 STATE = "selftrain.json"
 STAGES = ("tasks", "teacher", "distill", "train", "export", "evaluate")
+#: The teacher's strategy -> the run options of its runs (`tabcoder.sft.evaluate`'s prompts).
+TEACHER_STRATEGIES = {"reflexion": "teacher", "tree": "teacher-tree"}
 #: Settings that do not change what is made; a later call may give other values.
 FREE = ("jobs", "threads", "stop_after", "eval_jobs", "gradient_checkpointing")
 
@@ -48,6 +50,7 @@ class SelfTrainConfig:
     teacher: str = "local:qwen2.5-coder-0.5b"  # any --model string; runs with the example script
     teacher_seeds: int = 2  # best of N: runs per task (seeds 0..N-1)
     teacher_iterations: int = 3  # model attempts per teacher run (after the harness's baseline)
+    teacher_strategy: str = "reflexion"  # or "tree" (drafts of other model families first)
     base: str = "local:qwen2.5-coder-0.5b"  # the model that is tuned (and the "base" of the evaluation)
     within: float | None = 0.10  # distill: keep attempts within this fraction of the task's best score
     epochs: float = 2.0
@@ -81,6 +84,9 @@ class SelfTrainConfig:
         if unknown or not self.eval_prompts:
             raise ConfigError(f"eval prompts must be among {', '.join(sft_evaluate.PROMPTS)}, not "
                               f"{', '.join(unknown) or 'none'}")
+        if self.teacher_strategy not in TEACHER_STRATEGIES:
+            raise ConfigError(f"--teacher-strategy must be one of {', '.join(TEACHER_STRATEGIES)}, not "
+                              f"{self.teacher_strategy!r}")
         if self.stop_after is not None and self.stop_after not in STAGES:
             raise ConfigError(f"--stop-after must be one of {', '.join(STAGES)}, not {self.stop_after!r}")
 
@@ -123,8 +129,9 @@ def _open_state(out: Path, config: SelfTrainConfig) -> dict:
     path = out / STATE
     if path.is_file():
         state = json.loads(path.read_text(encoding="utf-8"))
-        differ = {k: (state["settings"].get(k), v) for k, v in _defining(config).items()
-                  if state["settings"].get(k) != v}
+        defaults = _defining(SelfTrainConfig(out=""))  # a state written before a setting existed: its default
+        saved = {k: state["settings"].get(k, defaults.get(k)) for k in _defining(config)}
+        differ = {k: (saved[k], v) for k, v in _defining(config).items() if saved[k] != v}
         if differ:
             said = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in differ.items())
             raise ConfigError(f"{out} holds a self-training with other settings ({said}); give the same settings to "
@@ -167,7 +174,8 @@ def _teacher(out: Path, config: SelfTrainConfig, say: Progress, state: dict) -> 
     tasks_root = out / "tasks"
     names = [e["name"] for e in json.loads((tasks_root / MANIFEST).read_text(encoding="utf-8"))["tasks"]]
     jobs = [sft_evaluate.RunSpec(model=config.teacher, task=name, task_dir=tasks_root / "tasks" / name,
-                                 answers=tasks_root / "answers" / f"{name}.csv", seed=seed, prompt="teacher",
+                                 answers=tasks_root / "answers" / f"{name}.csv", seed=seed,
+                                 prompt=TEACHER_STRATEGIES[config.teacher_strategy],
                                  iterations=config.teacher_iterations)
             for name in names for seed in range(config.teacher_seeds)]
     rows = sft_evaluate.run_all(jobs, out / "teacher", jobs=config.jobs, threads=config.threads, say=say,
