@@ -52,37 +52,39 @@ def select(state: RunState) -> Selection:
         return Selection(ranked, "validation", "confirmation is off (--confirm-folds 0)")
     if len(ranked) == 1:
         return Selection(ranked, "validation", "one valid attempt: nothing to choose between")
-    order, note = _candidates(state, ranked)
+    order, picked = _candidates(state, ranked)
     top = state.plan.affordable(order)
     if len(top) < 2:
         return Selection(ranked, "validation", "not enough time left in the budget to confirm on folds")
     emit_event(state.emit, ConfirmStart(candidates=[a.index for a in top], folds=config.confirm_folds))
     scores = _score_on_folds(state, top)
     selection = _rank_confirmed(ranked, top, scores, config.confirm_folds)
-    if note:
-        selection.note += f"; {note}"
+    picked = [a for a in picked if a in top]
+    if picked:
+        selection.note += (f"; confirmed after the best and the baseline: attempt{'s' if len(picked) > 1 else ''} "
+                           f"{', '.join(str(a.index) for a in picked)}, picked by a blend on the validation rows")
     return selection
 
 
-def _candidates(state: RunState, ranked: list[Attempt]) -> tuple[list[Attempt], str]:
+def _candidates(state: RunState, ranked: list[Attempt]) -> tuple[list[Attempt], list[Attempt]]:
     """The order in which attempts are confirmed: the best, the baseline, then (with `--ensemble`) the
     attempts that a blend fitted on the validation rows picks, heaviest first, then the rest by validation.
     Without this, the few places go to the next best by validation, which after a search are often small
     edits of the best script and add nothing to a blend, while an attempt of another family that would is
-    never confirmed and so never a member. The folds still decide: a member is only confirmed here."""
+    never confirmed and so never a member. The folds still decide: a member is only confirmed here.
+    Returns the order and the attempts it moved forward."""
     order = _baseline_second(ranked)
     if not state.config.ensemble or len(order) <= 2:
-        return order, ""
+        return order, []
     picked = pick_members(state.task, state.run_dir, validation_labels=state.split.labels, attempts=ranked,
                           size=state.config.ensemble_size)
     lead = order[:2] if order[1].kind == "baseline" else order[:1]
     by_index = {a.index: a for a in order}
     extra = [by_index[i] for i in picked if i in by_index and by_index[i] not in lead]
     if not extra or extra == order[len(lead):len(lead) + len(extra)]:
-        return order, ""
+        return order, []
     rest = [a for a in order[len(lead):] if a not in extra]
-    return lead + extra + rest, ("confirmed first after the best and the baseline: attempt(s) "
-                                 f"{', '.join(str(a.index) for a in extra)}, picked by a blend on the validation rows")
+    return lead + extra + rest, extra
 
 
 def _baseline_second(ranked: list[Attempt]) -> list[Attempt]:
