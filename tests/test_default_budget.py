@@ -77,3 +77,38 @@ def test_the_reserve_for_one_more_attempt_is_the_longest_model_attempt_not_the_m
     assert attempt_reserve(journal) == 0.0, "the baseline calls no model"
     journal.attempts += [attempt(1, "draft", 80.0, 2.0), attempt(2, "draft", 200.0, 5.0), attempt(3, "draft", 30.0, 2.0)]
     assert attempt_reserve(journal) == 205.0
+
+
+def test_a_model_call_that_would_end_after_the_budget_is_not_started(tmp_path):
+    """Reflexion: each code call takes 10 s of the run's time and each reflection 10 s, until one reflection takes 120 s:
+    the script call after it would end past the budget, so it is not started, and the run ends on time."""
+    import dataclasses
+
+    from tabcoder.backends.base import Completion
+
+    responder = Responder()
+    inner = responder.backend()
+    now = [0.0]
+    reflections = [0]
+
+    class Timed:
+        name = "scripted"
+
+        def complete(self, messages, settings=None) -> Completion:
+            reflecting = "Reflect in two to four short sentences" in messages[-1]["content"]
+            reflections[0] += reflecting
+            took = 120.0 if reflecting and reflections[0] == 4 else 10.0
+            now[0] += took
+            return dataclasses.replace(inner.complete(messages, settings=settings), seconds=took)
+
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+    result = run(WINE, config=RunConfig(strategy="reflexion", baseline=False, out_dir=tmp_path, time_budget=200,
+                                        timeout=60, confirm_folds=0, ensemble=False),
+                 backend=Timed(), clock=lambda: now[0])
+    assert result.stop_reason.startswith("time budget (200 s) reached: a code call takes up to 10 s")
+    assert now[0] <= 200, f"the run's model calls ended at {now[0]} s of a 200 s budget"
+    assert result.final_valid
+    code_calls = len(inner.history) - reflections[0]
+    assert result.attempts == code_calls == 4, "the attempt whose script call was not started is not written"

@@ -168,6 +168,19 @@ def attempt_reserve(journal: Journal) -> float:
     return max((a.llm_seconds + a.run_seconds for a in journal.attempts if a.kind != "baseline"), default=0.0)
 
 
+def longest_call(journal: Journal, purpose: str) -> float:
+    """The longest model call of `purpose` ("code", "reflection") in the complete attempts so far, or of any
+    purpose when there is none of that one yet; 0 before the first call."""
+    calls = [c for a in journal.attempts for c in a.calls]
+    same = [c.seconds for c in calls if c.purpose == purpose]
+    return max(same or [c.seconds for c in calls], default=0.0)
+
+
+class OutOfTime(Exception):
+    """A model call was not started: by the longest call of its kind so far, it would not end inside the time
+    budget (with the finish reserve kept). Ends the search; the attempt it was for is not written."""
+
+
 def first_change(before: str | None, after: str | None) -> str | None:
     """The first line `after` adds to `before` (a one-line description of a change), or None."""
     if not before or not after:
@@ -316,7 +329,10 @@ class SearchStrategy:
         if self.baseline and journal.get(0) is None:
             self._queue.submit(self._baseline_attempt())
             self._queue.wait_all()
-        reason = self._search(journal)
+        try:
+            reason = self._search(journal)
+        except OutOfTime as stop:
+            reason = str(stop)
         self._queue.wait_all()
         return reason
 
@@ -344,6 +360,19 @@ class SearchStrategy:
     def _stop_reason(self, journal: Journal) -> str | None:
         return self.budget.exhausted(journal, self.clock(), reserve=attempt_reserve(journal))
 
+    def _ensure_time(self, purpose: str) -> None:
+        """Under a time budget, raise OutOfTime instead of starting a model call that, at the length of the
+        longest call of its kind so far, would end after the budget (the finish reserve kept). The check before
+        an attempt counts whole attempts; this one also stops the second call of an attempt (the script after
+        a reflection), which is where a run overran its budget by a long call."""
+        if self.budget.seconds is None:
+            return
+        journal = self._queue.journal
+        need = longest_call(journal, purpose)
+        if need and self.elapsed() + need + self.budget.finish_reserve(journal) >= self.budget.seconds:
+            raise OutOfTime(f"time budget ({self.budget.seconds:.0f} s) reached: a {purpose} call takes up to "
+                            f"{need:.0f} s, more than is left")
+
     def _baseline_attempt(self) -> Attempt:
         """Attempt 0: the builder's example script, written by the harness (no model call)."""
         emit_event(self.on_event, AttemptStart(index=0, kind="baseline", parent=None))
@@ -359,6 +388,7 @@ class SearchStrategy:
         script a repair or improvement starts from) the reply may be an edit of it (`tabcoder.edits`). When the
         latest of the complete attempts in `history` repeated earlier scripts, the call samples at a higher
         temperature, and the attempt's `note` says so."""
+        self._ensure_time("code")
         emit_event(self.on_event, AttemptStart(index=index, kind=kind, parent=parent))
         temperature, note = self._temperature(history or [])
         completion = self._caller.complete(messages, max_tokens=self.generation.get("max_tokens", 1536),
@@ -385,6 +415,7 @@ class SearchStrategy:
     def _reflect(self, base: Attempt, failed: bool, calls: list[LLMCall], journal: Journal) -> str:
         """The model's short reflection on `base` and its feedback, stored on `base` (once)."""
         if base.reflection is None:
+            self._ensure_time("reflection")
             messages = self.builder.reflect(shown_code(base, journal), base.feedback, failed=failed)
             completion = self._caller.complete(messages, max_tokens=self.reflection_tokens, purpose="reflection",
                                                about=base.index, calls=calls)
