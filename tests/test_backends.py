@@ -103,6 +103,43 @@ def test_contract_llamacpp_tiny_model() -> None:
 
 @needs_llama
 @pytest.mark.slow
+def test_two_conversations_that_take_turns_each_reuse_their_own_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One context, two callers alternating (as two runs sharing a model process do): with the kept KV
+    states each caller's next prompt reuses its own earlier tokens, not only the shared system prompt, and the
+    replies are the same as without them."""
+    from tabcoder.backends.llamacpp import LlamaCppBackend
+    from tabcoder.backends.weights import ensure_model
+
+    gguf = ensure_model("smollm2-135m")
+    tasks = {name: " ".join(f"Column {name}{i} holds the {topic} of row {i}." for i in range(60))
+             for name, topic in (("a", "price"), ("b", "colour"))}
+
+    def turns(states: str) -> list[Completion]:
+        monkeypatch.setenv("TABCODER_PROMPT_STATES", states)
+        backend = LlamaCppBackend(gguf, model_id="tiny", threads=1, n_ctx=2048)
+        try:
+            replies = []
+            for step in range(2):
+                for name in ("a", "b"):
+                    messages = [MESSAGES[0], {"role": "user", "content": f"{tasks[name]}\nStep {step}: name one column."}]
+                    replies.append(backend.complete(messages, temperature=0.0, max_tokens=8, seed=step))
+            return replies
+        finally:
+            backend.close()
+
+    kept, none = turns("4"), turns("0")
+    assert [r.text for r in kept] == [r.text for r in none]
+    for second, first in ((kept[2], kept[0]), (kept[3], kept[1])):  # step 1 of a, of b
+        assert second.cached_prompt_tokens is not None and second.cached_prompt_tokens > 0.9 * first.prompt_tokens
+    assert all(r.cached_prompt_tokens is not None and r.cached_prompt_tokens < 0.2 * r.prompt_tokens
+               for r in none[2:]), "without kept states only the system prompt is shared"
+    monkeypatch.setenv("TABCODER_PROMPT_STATES", "-1")
+    with pytest.raises(ConfigError, match="TABCODER_PROMPT_STATES"):
+        LlamaCppBackend(gguf, model_id="tiny", threads=1, n_ctx=2048)
+
+
+@needs_llama
+@pytest.mark.slow
 def test_llamacpp_context_overflow_is_llm_error() -> None:
     with get_backend("local:smollm2-135m", n_ctx=256) as backend:
         long = [{"role": "user", "content": "word " * 400}]

@@ -11,11 +11,15 @@ Extra buffer types (llama.cpp's repacked weights for AVX2/AVX-512 and its AMX ma
 (`extra_bufts`, or `TABCODER_EXTRA_BUFTS=auto|on|off`): `auto` is off, on every CPU: with Intel AMX
 the AMX path crashed with SIGSEGV on the packaged Q4_K_M weights, and on an AVX2 machine they gained
 nothing (benchmarks/bench_llm.py --extra-bufts-sweep, docs/local-model.md).
- llama-cpp-python keeps the previous call's tokens in its KV cache
-and re-evaluates only the part of the new prompt after the longest common prefix; we observe this by
-wrapping the instance's `eval` (which `Llama.generate` calls first with exactly the prompt tokens
-still to evaluate, with `n_tokens` already set to the reused prefix), giving `cached_prompt_tokens`
-and `prompt_seconds`. `llama_cpp` is imported only when a backend is built.
+
+llama-cpp-python keeps the previous call's tokens in its KV cache and re-evaluates only the part of the new
+prompt after the longest common prefix. One context serves every client of the model's process, so two runs
+that take turns (a bench's cells, a self-training's jobs) would each find the other's tokens there and
+evaluate their whole prompt again: `_prompt_states` keeps the KV states of the last few calls
+(`TABCODER_PROMPT_STATES`, default 4; 0: off), and llama-cpp-python restores the one with the longest common
+prefix before a call. The reuse is observed by wrapping the instance's `eval` (which `Llama.generate` calls
+first with exactly the prompt tokens still to evaluate, with `n_tokens` already set to the reused prefix),
+giving `cached_prompt_tokens` and `prompt_seconds`. `llama_cpp` is imported only when a backend is built.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ DEFAULT_N_CTX = 8192
 LLAMACPP_SETTINGS = ("threads", "n_ctx", "n_batch", "seed", "verbose", "extra_bufts", "llm_timeout")
 EXTRA_BUFTS_ENV = "TABCODER_EXTRA_BUFTS"
 EXTRA_BUFTS_CHOICES = ("auto", "on", "off")
+PROMPT_STATES_ENV = "TABCODER_PROMPT_STATES"
+DEFAULT_PROMPT_STATES = 4  # KV states kept for callers that take turns (about 12 KB per token each, 0.5B)
 DEFAULT_LOCAL_TIMEOUT = 600.0  # one call: a full 8k-token prompt (~25 tok/s) plus 1,536 tokens at ~10 tok/s
 
 
@@ -82,6 +88,25 @@ def require_llama_cpp() -> None:
     ok, detail = llama_cpp_status()
     if not ok:
         raise BackendError(detail)
+
+
+def _prompt_states(count: int) -> Any:
+    """llama-cpp-python's RAM cache of KV states keyed by tokens, holding at most `count` states (least
+    recently used first out). Its own limit counts only the llama.cpp state, not the copy of the logits each
+    state also holds (n_batch x vocabulary floats, about 300 MB for the Qwen models): that copy is dropped,
+    since a restored state is always followed by the evaluation of at least the prompt's last token, which
+    writes the logits that sampling reads."""
+    import numpy as np
+    from llama_cpp.llama_cache import LlamaRAMCache
+
+    class PromptStates(LlamaRAMCache):
+        def __setitem__(self, key: Sequence[int], value: Any) -> None:
+            value.scores = np.zeros((1, value.scores.shape[1]), dtype=value.scores.dtype)
+            super().__setitem__(key, value)
+            while len(self.cache_state) > count:
+                self.cache_state.popitem(last=False)
+
+    return PromptStates(capacity_bytes=1 << 62)
 
 
 @dataclass
@@ -139,6 +164,9 @@ class LlamaCppBackend(Backend):
             log.warning("%s has no chat template; llama-cpp-python falls back to %s", path, self._llm.chat_format)
         log.info("loaded %s in %.1f s (threads=%d, n_ctx=%d, extra buffer types %s)", model_id, self.load_seconds,
                  self.threads, self.n_ctx, "on" if self.extra_bufts else "off")
+        self.prompt_states = env_int(PROMPT_STATES_ENV, DEFAULT_PROMPT_STATES, minimum=0)
+        if self.prompt_states > 0:
+            self._llm.set_cache(_prompt_states(self.prompt_states))
         self._lock = threading.Lock()  # one llama context: calls are serialised
         self._probe: _PromptProbe | None = None
         self._eval = self._llm.eval
