@@ -128,17 +128,24 @@ def greedy_weights(predictions: dict[int, np.ndarray], y_true: np.ndarray, task:
     return {i: best_counts[i] for i in ranked}, best_score
 
 
-def pick_members(task: Task, run_dir: Path, *, validation_labels: pd.Series, attempts: Sequence[Attempt],
-                 size: int = DEFAULT_SIZE) -> list[int]:
-    """The attempts (indices, heaviest first) that forward selection over all of `attempts` picks on the
-    validation rows: the candidates worth confirming on folds for a blend. Empty when fewer than two attempts'
-    predictions can be read."""
+def validation_predictions(task: Task, run_dir: Path, validation_labels: pd.Series,
+                           attempts: Sequence[Attempt]) -> dict[int, np.ndarray]:
+    """Each attempt's readable predictions for the validation rows (`read_predictions`), by attempt index."""
     predictions = {}
     for attempt in attempts:
         found = read_predictions(run_dir / "attempts" / f"{attempt.index:03d}" / SUBMISSION_NAME, task,
                                  validation_labels)
         if found is not None:
             predictions[attempt.index] = found
+    return predictions
+
+
+def pick_members(task: Task, run_dir: Path, *, validation_labels: pd.Series, attempts: Sequence[Attempt],
+                 size: int = DEFAULT_SIZE) -> list[int]:
+    """The attempts (indices, heaviest first) that forward selection over all of `attempts` picks on the
+    validation rows: the candidates worth confirming on folds for a blend. Empty when fewer than two attempts'
+    predictions can be read."""
+    predictions = validation_predictions(task, run_dir, validation_labels, attempts)
     if len(predictions) < 2:
         return []
     weights, _ = greedy_weights(predictions, true_array(validation_labels, task), task, size)
@@ -200,12 +207,7 @@ def build_ensemble(task: Task, run_dir: Path, *, validation_labels: pd.Series, c
     if len(candidates) < 2 or folds < 2:
         return None
     y_valid = true_array(validation_labels, task)
-    predictions = {}
-    for attempt in candidates:
-        found = read_predictions(run_dir / "attempts" / f"{attempt.index:03d}" / SUBMISSION_NAME, task,
-                                 validation_labels)
-        if found is not None:
-            predictions[attempt.index] = found
+    predictions = validation_predictions(task, run_dir, validation_labels, candidates)
     if len(predictions) < 2:
         return None
     weights, valid_score = greedy_weights(predictions, y_valid, task, size)
