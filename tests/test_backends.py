@@ -103,6 +103,25 @@ def test_contract_llamacpp_tiny_model() -> None:
 
 @needs_llama
 @pytest.mark.slow
+def test_a_final_assistant_message_is_continued_through_the_model_process() -> None:
+    """A prefill: the reply continues the given start (greedy sampling gives the same tokens as the plain
+    reply's continuation of that start), the text is the continuation only, and the prompt up to the start of
+    the reply comes from the KV cache of the plain call."""
+    with get_backend("local:smollm2-135m", threads=1, n_ctx=2048) as backend:
+        assert backend.continues_prefill
+        plain = backend.complete(MESSAGES, temperature=0.0, max_tokens=16, seed=1)
+        words = plain.text.split(" ")
+        assert len(words) > 3, plain.text
+        start = " ".join(words[:2])  # ends on a word, so the start tokenises as the plain reply's tokens did
+        rest = backend.complete([*MESSAGES, {"role": "assistant", "content": start}], temperature=0.0,
+                                max_tokens=8, seed=1)
+        assert rest.text and not rest.text.startswith(start)
+        assert (start + rest.text).startswith(plain.text[:len(start) + 4].rstrip())
+        assert rest.cached_prompt_tokens is not None and rest.cached_prompt_tokens >= plain.prompt_tokens - 1
+
+
+@needs_llama
+@pytest.mark.slow
 def test_two_conversations_that_take_turns_each_reuse_their_own_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
     """One context, two callers alternating (as two runs sharing a model process do): with the kept KV
     states each caller's next prompt reuses its own earlier tokens, not only the shared system prompt, and the

@@ -37,6 +37,7 @@ class LLMCall:
     prompt_seconds: float | None = None
     cached_prompt_tokens: int | None = None
     finish_reason: str | None = None
+    prefill: str | None = None  # the start of the reply, written by the harness (the model continued it)
 
 
 @dataclass(frozen=True)

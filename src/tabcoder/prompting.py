@@ -10,6 +10,7 @@ concatenated user message, for models without a system role).
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import tokenize
@@ -124,6 +125,42 @@ def normalise_code(code: str) -> str:
         return "\n".join(line.rstrip() for line in code.splitlines() if line.strip())
 
 
+def function_header(code: str, name: str) -> str | None:
+    """The `def` line(s) of the module-level function `name` in `code` (decorators and docstring left out), or
+    None when `code` does not parse or has no such function."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    lines = code.splitlines()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name and node.body:
+            return "\n".join(lines[node.lineno - 1:node.body[0].lineno - 1]).rstrip() or None
+    return None
+
+
+def reply_start(code: str, function: str, imports: Sequence[str] = ()) -> str | None:
+    """The start of a reply that rewrites `function` of `code`, for a backend that continues a reply: a python
+    fence, the `imports` lines, and the function's `def` line as `code` has it. None without such a function."""
+    header = function_header(code, function)
+    if header is None:
+        return None
+    above = "".join(f"{line}\n" for line in imports) + ("\n\n" if imports else "")
+    return f"```python\n{above}{header}\n"
+
+
+_FRAME = re.compile(r'File "[^"]*solution\.py", line \d+, in (\S+)')
+
+
+def failing_function(code: str, traceback: str | None) -> str | None:
+    """The module-level function of `code` in which `traceback` (of running it as solution.py) last passed
+    through the script; None for an error at module level or outside any function of `code`."""
+    frames = _FRAME.findall(traceback or "")
+    if not frames or function_header(code, frames[-1]) is None:
+        return None
+    return frames[-1]
+
+
 def fence(code: str) -> str:
     return f"```python\n{code.strip()}\n```"
 
@@ -223,12 +260,15 @@ class PromptBuilder:
         return self._messages(self.task_text, code, ask)
 
     def revise(self, code: str, feedback: str, *, failed: bool, reflections: list[str],
-               history: list[str], idea: str | None = None, edit_format: str = "whole") -> Messages:
+               history: list[str], idea: str | None = None, edit_format: str = "whole",
+               function: str | None = None) -> Messages:
         """Ask for a new script given the previous one, its feedback, the reflections and the attempt history;
-        an improvement step names one `idea` to apply. `edit_format`: what to reply with (tabcoder.edits)."""
+        an improvement step names one `idea` to apply. `edit_format`: what to reply with (tabcoder.edits);
+        with the functions format, `function` (default: the one the listed idea changes) is the one asked for."""
+        function = function or (self.edit_target(idea, code) if not failed else None)
         ask = self._render("revise.j2", feedback=feedback, failed=failed, reflections=reflections,
                            history=history, idea=idea, edit_format=edit_format,
-                           function=self.edit_target(idea, code) if edit_format == "functions" else None)
+                           function=function if edit_format == "functions" else None)
         return self._messages(self.task_text, code, ask)
 
     # -- the calls of a tree search ------------------------------------------------------------------
@@ -256,10 +296,11 @@ class PromptBuilder:
         return self._messages(self.task_text, code, ask)
 
     def debug(self, code: str, feedback: str, *, reflection: str | None, memory: str,
-              edit_format: str = "whole") -> Messages:
-        """Ask for the smallest fix of a failed script."""
+              edit_format: str = "whole", function: str | None = None) -> Messages:
+        """Ask for the smallest fix of a failed script (with the functions format and a `function`: the new
+        version of that function only)."""
         ask = self._render("debug.j2", feedback=feedback, reflection=reflection, memory=memory,
-                           edit_format=edit_format, function=None)
+                           edit_format=edit_format, function=function if edit_format == "functions" else None)
         return self._messages(self.task_text, code, ask)
 
     def improve(self, code: str, feedback: str, *, idea: str | None, memory: str,

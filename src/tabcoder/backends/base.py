@@ -79,9 +79,14 @@ GENERATION_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(GenerationSet
 class Backend(abc.ABC):
     """A chat model. Implementations raise `LLMError` when a call fails after their retries.
 
-    Callers use `complete`; a backend implements `_generate`, which receives the settings resolved."""
+    Callers use `complete`; a backend implements `_generate`, which receives the settings resolved.
+
+    A backend whose `continues_prefill` is True also takes `messages` that end with an assistant message: the
+    start of the reply, written by the caller (a prefill). It continues that message, and the completion's text
+    is the continuation only. Other backends must not be given one (`ModelCaller` checks the flag)."""
 
     model_id: str
+    continues_prefill: bool = False
 
     def complete(self, messages: Messages, *, settings: GenerationSettings | None = None,
                  **options: Any) -> Completion:

@@ -41,7 +41,10 @@ def parse_spec(rest: str) -> tuple[str, str | None]:
 
 
 class HFBackend(Backend):
-    """A transformers causal LM loaded once, answering chat completions with its chat template."""
+    """A transformers causal LM loaded once, answering chat completions with its chat template (a final
+    assistant message is continued)."""
+
+    continues_prefill = True
 
     def __init__(self, path: str, adapter: str | None = None, *, threads: int | None = None, seed: int = 0) -> None:
         from tabcoder.sft.model import import_torch, load_model, load_tokenizer, pick_device, resolve_base
@@ -74,7 +77,10 @@ class HFBackend(Backend):
         torch = self._torch
         with self._lock:
             t0 = time.perf_counter()
-            prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            if messages and messages[-1].get("role") == "assistant":  # a prefill: continue that message
+                prompt = self._tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+            else:
+                prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = self._tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
             sampling: dict[str, Any] = {"do_sample": False}
             if settings.temperature > 0:

@@ -118,7 +118,11 @@ class _PromptProbe:
 
 
 class LlamaCppBackend(Backend):
-    """A GGUF model loaded once with llama-cpp-python, answering chat completions."""
+    """A GGUF model loaded once with llama-cpp-python, answering chat completions. A final assistant message is
+    continued: the prompt is the chat template's rendering of the messages before it (with the generation
+    prompt) followed by that message's text."""
+
+    continues_prefill = True
 
     def __init__(
         self,
@@ -168,6 +172,7 @@ class LlamaCppBackend(Backend):
         if self.prompt_states > 0:
             self._llm.set_cache(_prompt_states(self.prompt_states))
         self._lock = threading.Lock()  # one llama context: calls are serialised
+        self._chat_formatter: Any = None
         self._probe: _PromptProbe | None = None
         self._eval = self._llm.eval
         self._llm.eval = self._probing_eval  # instance attribute shadows Llama.eval for Llama.generate
@@ -192,15 +197,14 @@ class LlamaCppBackend(Backend):
             raise LLMError(f"{self.model_id}: backend is closed")
         self._probe = probe = _PromptProbe()
         t0 = time.perf_counter()
+        options: dict[str, Any] = dict(temperature=settings.temperature, top_p=settings.top_p,
+                                       max_tokens=settings.max_tokens, seed=settings.seed)
         try:
-            out = self._llm.create_chat_completion(
-                messages=messages,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                max_tokens=settings.max_tokens,
-                seed=settings.seed,
-                stop=list(settings.stop) if settings.stop else None,
-            )
+            if messages and messages[-1].get("role") == "assistant":
+                out = self._continue(messages, settings, options)
+            else:
+                out = self._llm.create_chat_completion(
+                    messages=messages, stop=list(settings.stop) if settings.stop else None, **options)
         except ValueError as exc:
             if "exceed context window" in str(exc):
                 raise LLMError(
@@ -214,13 +218,14 @@ class LlamaCppBackend(Backend):
             self._probe = None
         seconds = time.perf_counter() - t0
         choice = out["choices"][0]
+        text = choice["text"] if "text" in choice else choice["message"].get("content")
         usage = out.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens", 0))
         cached = probe.cached
         if cached is not None:
             cached = min(cached, prompt_tokens)
         return Completion(
-            text=choice["message"].get("content") or "",
+            text=text or "",
             prompt_tokens=prompt_tokens,
             completion_tokens=int(usage.get("completion_tokens", 0)),
             seconds=seconds,
@@ -229,6 +234,31 @@ class LlamaCppBackend(Backend):
             cached_prompt_tokens=cached,
             finish_reason=choice.get("finish_reason"),
         )
+
+    def _continue(self, messages: Messages, settings: GenerationSettings, options: dict[str, Any]) -> Any:
+        """A text completion of the chat template's prompt for `messages[:-1]` plus the final (assistant)
+        message's text: the reply continues that text. Stops where the template's turn ends."""
+        formatter = self._formatter()
+        rendered = formatter(messages=messages[:-1])
+        stop = list(settings.stop or ()) + [s for s in ([rendered.stop] if isinstance(rendered.stop, str)
+                                                       else rendered.stop or []) if s]
+        return self._llm.create_completion(prompt=rendered.prompt + messages[-1]["content"], stop=stop or None,
+                                           stopping_criteria=rendered.stopping_criteria, **options)
+
+    def _formatter(self) -> Any:
+        """The GGUF's chat template as llama-cpp-python renders it for chat completions (built once)."""
+        if self._chat_formatter is None:
+            template = self._llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise LLMError(f"{self.model_id}: the GGUF has no chat template, so a reply cannot be continued")
+            from llama_cpp import llama_chat_format
+
+            eos, bos = self._llm.token_eos(), self._llm.token_bos()
+            text = self._llm._model.token_get_text
+            self._chat_formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template, eos_token=text(eos) if eos != -1 else "", bos_token=text(bos) if bos != -1 else "",
+                stop_token_ids=[eos], add_generation_prompt=True)
+        return self._chat_formatter
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
@@ -262,6 +292,8 @@ class LocalBackend(Backend):
 
     A failed call is an `LLMError`; when the model process is gone, the error says how it ended (crash,
     out-of-memory kill, abort) and what to do, and every later call fails the same way at once."""
+
+    continues_prefill = True  # the process runs a LlamaCppBackend
 
     def __init__(self, spec: model_process.ServerSpec, *, timeout: float = DEFAULT_LOCAL_TIMEOUT,
                  load_timeout: float = model_process.DEFAULT_LOAD_TIMEOUT,

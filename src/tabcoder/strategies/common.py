@@ -13,9 +13,10 @@ earlier attempts, so a parallel run records the same content as a serial one.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -26,7 +27,8 @@ from tabcoder.edits import apply_reply
 from tabcoder.evaluation import Evaluation, EvaluationPool
 from tabcoder.events import AttemptEnd, AttemptStart, Llm, LlmDone, LlmStart, Reflection, emit_event
 from tabcoder.journal import Attempt, Journal, LLMCall
-from tabcoder.prompting import Messages, PromptBuilder, approach_label, normalise_code
+from tabcoder.imports import add_missing_imports
+from tabcoder.prompting import Messages, PromptBuilder, approach_label, failing_function, normalise_code, reply_start
 
 NO_CODE_FEEDBACK = ("Your answer contained no Python code block. Answer with one complete script inside a "
                     "```python code block.")
@@ -58,8 +60,18 @@ class ModelCaller:
     calls_made: int = 0
 
     def complete(self, messages: Messages, *, max_tokens: int, purpose: str, about: int,
-                 calls: list[LLMCall], temperature: float | None = None) -> Completion:
+                 calls: list[LLMCall], temperature: float | None = None, prefill: str | None = None,
+                 stop: tuple[str, ...] = ()) -> Completion:
+        """One call, recorded in `calls`. `prefill`: the start of the reply, given to a backend that continues
+        a reply (`Backend.continues_prefill`; others get the messages alone); the completion's text then
+        begins with it, and the call record keeps it so that the journal tells what the harness wrote.
+        `stop`: extra stop strings for this call."""
         base = GenerationSettings.of(**self.generation)
+        if prefill and not getattr(self.backend, "continues_prefill", False):
+            prefill = None
+        if prefill:
+            messages = [*messages, {"role": "assistant", "content": prefill}]
+            base = replace(base, stop=tuple(base.stop or ()) + tuple(stop))
         self.calls_made += 1
         seed = None if base.seed is None else base.seed + self.calls_made
         settings = replace(base, max_tokens=max_tokens, seed=seed)
@@ -71,11 +83,13 @@ class ModelCaller:
             completion = self.backend.complete(messages, settings=settings)
         finally:
             emit_event(self.on_event, LlmDone(purpose=purpose))
+        if prefill:
+            completion = replace(completion, text=prefill + completion.text)
         calls.append(LLMCall(purpose=purpose, about=about, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens, seconds=completion.seconds,
                              prompt_seconds=completion.prompt_seconds,
                              cached_prompt_tokens=completion.cached_prompt_tokens,
-                             finish_reason=completion.finish_reason))
+                             finish_reason=completion.finish_reason, prefill=prefill))
         emit_event(self.on_event, Llm(purpose=purpose, completion=completion))
         return completion
 
@@ -100,6 +114,38 @@ def shown_code(attempt: Attempt, journal: Journal | None = None) -> str:
         if script is not None:
             return script
     return attempt.code if attempt.code is not None else attempt.response
+
+
+def changed_functions(before: str | None, after: str | None) -> list[str]:
+    """The module-level functions of `after` that are new or differ from those of `before` (ignoring comments
+    and layout); [] when either does not parse."""
+    def functions(code: str) -> dict[str, str]:
+        tree = ast.parse(code)
+        return {n.name: ast.dump(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    if not before or not after:
+        return []
+    try:
+        old, new = functions(before), functions(after)
+    except SyntaxError:
+        return []
+    return [name for name, dump in new.items() if old.get(name) != dump]
+
+
+def repair_target(attempt: Attempt, journal: Journal) -> str | None:
+    """The one function a repair of the failed `attempt` should rewrite: the function its traceback failed in,
+    when the attempt wrote or changed it (or has no parent script); else the one function it changed. None
+    when that is unclear (the repair then may change any function)."""
+    script = edited_script(attempt, journal)
+    if script is None or attempt.kind == "baseline":
+        return None
+    parent = journal.get(attempt.parent) if attempt.parent is not None else None
+    before = edited_script(parent, journal) if parent is not None else None
+    changed = changed_functions(before, script)
+    failing = failing_function(script, attempt.traceback)
+    if failing is not None and (before is None or failing in changed):
+        return failing
+    return changed[0] if len(changed) == 1 else None
 
 
 def outcome(attempt: Attempt) -> str:
@@ -383,20 +429,35 @@ class SearchStrategy:
 
     def _write(self, index: int, parent: int | None, kind: str, messages: Messages, calls: list[LLMCall],
                *, started: float, idea: str | None = None, round: int | None = None, base: str | None = None,
-               idea_source: str | None = None, history: list[Attempt] | None = None) -> Attempt:
+               idea_source: str | None = None, history: list[Attempt] | None = None,
+               function: str | None = None, imports: Sequence[str] = ()) -> Attempt:
         """Ask the model for a script and wrap its reply in a (not yet evaluated) attempt. With `base` (the
         script a repair or improvement starts from) the reply may be an edit of it (`tabcoder.edits`). When the
         latest of the complete attempts in `history` repeated earlier scripts, the call samples at a higher
-        temperature, and the attempt's `note` says so."""
+        temperature, and the attempt's `note` says so.
+
+        `function`: the one function of `base` the prompt asks for (functions edit format); a backend that
+        continues a reply is given its start (`reply_start`: the fence, the `imports` lines, the `def` line),
+        so the model writes that function and not a whole script. A script that uses a well-known name
+        without importing it gets the import line (`tabcoder.imports`), and the note says so."""
         self._ensure_time("code")
         emit_event(self.on_event, AttemptStart(index=index, kind=kind, parent=parent))
         temperature, note = self._temperature(history or [])
+        prefill = (reply_start(base, function, imports)
+                   if base is not None and function is not None and self.edit_format == "functions" else None)
         completion = self._caller.complete(messages, max_tokens=self.generation.get("max_tokens", 1536),
-                                           purpose="code", about=index, calls=calls, temperature=temperature)
+                                           purpose="code", about=index, calls=calls, temperature=temperature,
+                                           prefill=prefill, stop=("\n```",))
         edit = apply_reply(completion.text, base)
+        code = edit.code
+        if code is not None:
+            code, added = add_missing_imports(code)
+            if added:
+                note = "; ".join(filter(None, [note, "the harness added the missing import(s) " + ", ".join(
+                    f"`{line}`" for line in added)]))
         task = self.builder.task
         return Attempt(index=index, parent=parent, kind=kind, messages=messages, response=completion.text,
-                       code=edit.code, edit_format=edit.form, edit_error=edit.error, calls=calls, started_at=started,
+                       code=code, edit_format=edit.form, edit_error=edit.error, calls=calls, started_at=started,
                        idea=idea, idea_source=idea_source, note=note, temperature=temperature,
                        metric=task.metric, greater_is_better=task.metric_spec.greater_is_better, round=round)
 

@@ -18,6 +18,7 @@ from tabcoder.strategies.common import (
     NO_CODE_FEEDBACK,
     SearchStrategy,
     edited_script,
+    repair_target,
     shown_code,
     summarise,
 )
@@ -46,7 +47,7 @@ class Reflexion(SearchStrategy):
         started = self.elapsed()
         calls: list[LLMCall] = []
         base = self._base(journal)
-        idea = source = script = None
+        idea = source = script = function = None
         if base is None:
             kind, parent, messages = "draft", None, self.builder.draft()
         else:
@@ -57,12 +58,16 @@ class Reflexion(SearchStrategy):
             if not failed:
                 idea, source = self._next_idea(journal, base, reflection)
             script = edited_script(base, journal)
-            messages = self.builder.revise(shown_code(base, journal), base.feedback, failed=failed,
+            edit_format = self.edit_format if script is not None else "whole"
+            shown = shown_code(base, journal)
+            if edit_format == "functions":
+                function = repair_target(base, journal) if failed else self.builder.edit_target(idea, shown)
+            messages = self.builder.revise(shown, base.feedback, failed=failed,
                                            reflections=self._memory(journal),
                                            history=summarise(self._buildable(journal), HISTORY_LINES), idea=idea,
-                                           edit_format=self.edit_format if script is not None else "whole")
+                                           edit_format=edit_format, function=function)
         attempt = self._write(index, parent, kind, messages, calls, started=started, idea=idea, base=script,
-                              idea_source=source, history=journal.attempts)
+                              idea_source=source, history=journal.attempts, function=function)
         self._queue.submit(attempt)
         self._queue.wait_all()
 

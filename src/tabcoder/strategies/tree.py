@@ -27,7 +27,8 @@ from typing import cast
 from tabcoder.events import RoundStart, emit_event
 from tabcoder.journal import Attempt, Journal, LLMCall
 from tabcoder.prompting import Approach, Messages, approach_label
-from tabcoder.strategies.common import SearchStrategy, edited_script, first_change, outcome, shown_code, summarise
+from tabcoder.strategies.common import (SearchStrategy, edited_script, first_change, outcome, repair_target,
+                                        shown_code, summarise)
 from tabcoder.strategies.policy import Action, GreedyPolicy, Policy, TreeView
 
 
@@ -104,31 +105,35 @@ class TreeSearch(SearchStrategy):
                                                    memory=state.memory)
                 return self._write(index, baseline.index, "draft", messages, calls, started=started,
                                    idea=str(approach), round=state.number, base=baseline.code,
-                                   idea_source="harness", history=state.view.attempts)
+                                   idea_source="harness", history=state.view.attempts, function="make_model",
+                                   imports=[f"from {approach.module} import {approach.class_name}"])
             messages = self.builder.draft_with(approach, earlier)
             return self._write(index, None, "draft", messages, calls, started=started, idea=str(approach),
                                round=state.number, history=state.view.attempts)
         parent = cast(Attempt, journal.get(cast(int, action.parent)))  # a repair or improvement has a parent
         script = edited_script(parent, journal)
         edit_format = self.edit_format if script is not None else "whole"
-        messages, idea, source = self._ask(action, parent, state, calls, journal, edit_format)
+        messages, idea, source, function = self._ask(action, parent, state, calls, journal, edit_format)
         return self._write(index, parent.index, action.kind, messages, calls, started=started, idea=idea,
-                           round=state.number, base=script, idea_source=source, history=state.view.attempts)
+                           round=state.number, base=script, idea_source=source, history=state.view.attempts,
+                           function=function)
 
     def _ask(self, action: Action, parent: Attempt, state: _Round, calls: list[LLMCall],
-             journal: Journal, edit_format: str) -> tuple[Messages, str | None, str | None]:
-        """The messages of a repair or improvement, its idea, and who named the idea ("harness": the list of
-        generic ideas; "model": a change of the model's own choice)."""
+             journal: Journal, edit_format: str) -> tuple[Messages, str | None, str | None, str | None]:
+        """The messages of a repair or improvement, its idea, who named the idea ("harness": the list of
+        generic ideas; "model": a change of the model's own choice), and the one function asked for (if one)."""
         shown = shown_code(parent, journal)
         if action.kind == "repair":
             diagnosis = self._reflect(parent, True, calls, journal)
+            function = repair_target(parent, journal) if edit_format == "functions" else None
             return self.builder.debug(shown, parent.feedback, reflection=diagnosis, memory=state.memory,
-                                      edit_format=edit_format), None, None
+                                      edit_format=edit_format, function=function), None, None, function
         idea = self._improvement(parent, state)
         tried = [] if idea else self._tried(parent, state)
         messages = self.builder.improve(shown, parent.feedback, idea=idea, memory=state.memory, tried=tried,
                                         edit_format=edit_format)
-        return messages, idea, "harness" if idea else "model"
+        function = self.builder.edit_target(idea, shown) if edit_format == "functions" else None
+        return messages, idea, "harness" if idea else "model", function
 
     def _approach(self, state: _Round) -> tuple[Approach, list[str]]:
         """The next draft's approach (the next family in turn) and the labels of the other drafts'. The baseline
