@@ -43,7 +43,7 @@ def selection(run_dir: Path) -> dict:
 
 def test_parallel_evaluation_records_the_same_content_as_a_serial_run(tmp_path):
     replay = replay_file(tmp_path)
-    options = dict(strategy="tree", iterations=7, timeout=60, confirm_folds=2, confirm_top=2, seed=7,
+    options = dict(strategy="tree", drafts=3, iterations=7, timeout=60, confirm_folds=2, confirm_top=2, seed=7,
                    model=f"replay:{replay}")
     serial = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "serial", workers=1, **options))
     parallel = run(WINE, config=RunConfig(baseline=False, out_dir=tmp_path / "parallel", workers=3, **options))

@@ -145,3 +145,29 @@ def test_a_repair_targets_the_function_the_failed_attempt_changed(tmp_path, fail
     # a whole new script (no parent): the function it failed in
     journal.append(_attempt(2, None, SCRIPT, traceback=tb))
     assert repair_target(journal.get(2), journal) == failing_in
+
+
+def test_the_linear_draft_returns_its_whole_pipeline_and_runs(tmp_path):
+    def continue_draft(messages):
+        start = messages[-1]["content"]
+        if "RandomForestClassifier" in start:
+            return "    return RandomForestClassifier(n_estimators=40, random_state=0)\n"
+        assert "from sklearn.preprocessing import OneHotEncoder, StandardScaler\n" in start
+        ask = messages[-2]["content"]
+        call = ask.split("make make_model return ", 1)[1].split(" (it needs", 1)[0]
+        assert call.startswith("make_pipeline(make_column_transformer((OneHotEncoder(")
+        return f"    return {call}\n"
+
+    backend = ContinuingBackend([continue_draft, continue_draft])
+    result = run_wine(tmp_path, backend, iterations=2, drafts=3)
+    records = {r["index"]: r for r in journal_records(result.run_dir)}
+    assert records[2]["idea"].startswith("a linear model") and records[2]["valid"], records[2]["feedback"]
+    assert "LogisticRegression(max_iter=2000))" in records[2]["code"] and records[2]["note"] is None
+
+
+def test_the_log_target_idea_is_skipped_for_a_script_that_decides_it_already():
+    from tabcoder.ideas import METRIC_IDEAS
+
+    idea = METRIC_IDEAS["rmse"]
+    assert not idea.applies_to("TARGET = 'y'\nLOG_TARGET = False  # fit log1p\n")
+    assert idea.applies_to("import pandas as pd\n")

@@ -31,6 +31,7 @@ def run_tree(tmp_path: Path, responder: Responder, **options):
     options.setdefault("timeout", 60)
     options.setdefault("confirm_folds", 0)
     options.setdefault("baseline", False)
+    options.setdefault("drafts", 3)  # the scenarios below were written for three drafts
     backend = responder.backend()
     result = run(WINE, config=RunConfig(out_dir=tmp_path / "runs", strategy="tree", **options), backend=backend)
     return result, backend

@@ -68,7 +68,7 @@ class RunConfig:
     caafe: int = 0  # CAAFE feature proposals before code generation (0: no CAAFE stage)
     caafe_prompt: str = "usage"  # how the solution prompt presents them: none | example | usage
     # tree search (strategy "tree") and parallel evaluation
-    drafts: int = 3
+    drafts: int = 5  # the baseline and one draft per model family (DRAFT_APPROACHES)
     debug_depth: int = 2
     breadth: int = 2
     policy: str = "greedy"

@@ -28,7 +28,10 @@ class Idea:
         return cls("model", f"Replace the model with {module}.{estimator}.", target=estimator.split("(", 1)[0])
 
     def applies_to(self, code: str | None) -> bool:
-        """False when the idea asks for a model class that `code` already uses."""
+        """False when the idea asks for a model class that `code` already uses, or for a log target in a script
+        that already decides it (the baseline's `LOG_TARGET` constant, set from the target's skewness)."""
+        if code and self.kind == "target" and re.search(r"^LOG_TARGET\s*=", code, re.MULTILINE):
+            return False
         return not code or self.kind != "model" or self.target is None or self.target not in code
 
     def __str__(self) -> str:

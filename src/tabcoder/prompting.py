@@ -48,10 +48,22 @@ class Approach:
     estimator: str  # "LogisticRegression(max_iter=2000)"
     note: str = ""  # what else the family needs
     package: str | None = None  # a package that must be installed for it
+    pipeline: str = ""  # the preparation the family needs around the estimator, "{model}" standing for it
+    pipeline_imports: tuple[str, ...] = ()  # the import lines of the pipeline's names
 
     @property
     def class_name(self) -> str:
         return self.estimator.split("(", 1)[0]
+
+    @property
+    def returns(self) -> str:
+        """What make_model returns: the estimator call, inside its pipeline when the family needs one."""
+        return self.pipeline.format(model=self.estimator) if self.pipeline else self.estimator
+
+    @property
+    def imports(self) -> list[str]:
+        """The import lines of the names `returns` uses."""
+        return [*self.pipeline_imports, f"from {self.module} import {self.class_name}"]
 
     def __str__(self) -> str:
         note = f" ({self.note})" if self.note else ""
@@ -66,8 +78,13 @@ DRAFT_APPROACHES: list[Approach] = [
     Approach("a random forest", "sklearn.ensemble",
              "RandomForest{kind}(n_estimators=300, min_samples_leaf=2, random_state=0)"),
     Approach("a linear model", "sklearn.linear_model", "{linear}",
-             "it needs no missing values and scaled inputs: make_model returns sklearn.pipeline.make_pipeline("
-             "sklearn.impute.SimpleImputer(strategy=\"median\"), sklearn.preprocessing.StandardScaler(), the model)"),
+             "it needs numbers without gaps on one scale and the categorical columns one-hot encoded",
+             pipeline="make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown=\"ignore\"), categorical), "
+                      "remainder=make_pipeline(SimpleImputer(strategy=\"median\"), StandardScaler())), {model})",
+             pipeline_imports=("from sklearn.compose import make_column_transformer",
+                               "from sklearn.impute import SimpleImputer",
+                               "from sklearn.pipeline import make_pipeline",
+                               "from sklearn.preprocessing import OneHotEncoder, StandardScaler")),
     Approach("LightGBM", "lightgbm", "LGBM{kind}(n_estimators=400, learning_rate=0.05, random_state=0, verbose=-1)",
              package="lightgbm"),
     Approach("extremely randomised trees", "sklearn.ensemble", "ExtraTrees{kind}(n_estimators=300, random_state=0)"),
@@ -287,8 +304,8 @@ class PromptBuilder:
         dropped = dropped_arguments(self._example_model_call(), approach.estimator)
         idea = (f"Replace the model with {approach.module}.{approach.estimator}: import {approach.class_name} from "
                 f"{approach.module} (the import line goes above make_model) and make make_model return "
-                f"{approach.estimator}")
-        idea += f"; {approach.note}" if approach.note else ""
+                f"{approach.returns}")
+        idea += f" ({approach.note})" if approach.note else ""
         idea += f". {approach.class_name} takes no {' or '.join(dropped)} argument." if dropped else "."
         function = "make_model" if re.search(r"^def make_model\(", code, re.MULTILINE) else None
         ask = self._render("improve.j2", feedback=feedback, idea=idea, memory=memory, tried=[],

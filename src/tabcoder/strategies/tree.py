@@ -48,7 +48,7 @@ class TreeSearch(SearchStrategy):
     """Draft, repair, improve, as chosen by `policy`; see the module docstring."""
 
     policy: Policy = field(default_factory=GreedyPolicy)
-    drafts: int = 3
+    drafts: int = 5  # the baseline and one draft per model family (DRAFT_APPROACHES)
     debug_depth: int = 2
     breadth: int = 2  # actions per round once the drafts are written
     memory_size: int = 8
@@ -106,7 +106,7 @@ class TreeSearch(SearchStrategy):
                 return self._write(index, baseline.index, "draft", messages, calls, started=started,
                                    idea=str(approach), round=state.number, base=baseline.code,
                                    idea_source="harness", history=state.view.attempts, function="make_model",
-                                   imports=[f"from {approach.module} import {approach.class_name}"])
+                                   imports=approach.imports)
             messages = self.builder.draft_with(approach, earlier)
             return self._write(index, None, "draft", messages, calls, started=started, idea=str(approach),
                                round=state.number, history=state.view.attempts)
