@@ -79,6 +79,26 @@ def test_the_reserve_for_one_more_attempt_is_the_longest_model_attempt_not_the_m
     assert attempt_reserve(journal) == 205.0
 
 
+def test_the_first_calls_prompt_evaluation_stops_counting_once_the_prefix_cache_is_seen_to_work():
+    """The first call evaluates the whole task prompt (here 90 of its 100 s); later calls reuse it from the
+    KV cache, so the reserve for one more attempt and the longest call leave those 90 s out, but only once a
+    later call has reused most of its prompt."""
+    from tabcoder.journal import Attempt, Journal, LLMCall
+    from tabcoder.strategies.common import attempt_reserve, longest_call
+
+    def attempt(index: int, seconds: float, prompt_seconds: float, cached: int) -> Attempt:
+        call = LLMCall("code", index, 3000, 30, seconds, prompt_seconds=prompt_seconds, cached_prompt_tokens=cached)
+        return Attempt(index, 0, "draft", [], "", "print(1)", calls=[call], run_seconds=4.0)
+
+    journal = Journal()
+    journal.attempts = [attempt(1, 100.0, 90.0, 0)]
+    assert attempt_reserve(journal) == 104.0 and longest_call(journal, "code") == 100.0
+    journal.attempts.append(attempt(2, 20.0, 10.0, 400))  # a prompt evaluated afresh again: no discount
+    assert attempt_reserve(journal) == 104.0 and longest_call(journal, "code") == 100.0
+    journal.attempts.append(attempt(3, 15.0, 5.0, 2900))
+    assert attempt_reserve(journal) == 24.0 and longest_call(journal, "code") == 20.0
+
+
 def test_a_model_call_that_would_end_after_the_budget_is_not_started(tmp_path):
     """Reflexion: each code call takes 10 s of the run's time and each reflection 10 s, until one reflection takes 120 s:
     the script call after it would end past the budget, so it is not started, and the run ends on time."""

@@ -207,19 +207,36 @@ def fill_from_evaluation(attempt: Attempt, evaluation: Evaluation) -> None:
         attempt.problems = list(grade.problems)
 
 
+def prompt_discount(journal: Journal) -> tuple[LLMCall | None, float]:
+    """The run's first model call and the seconds it spent evaluating its prompt, once a later call reused
+    most of its prompt from the backend's prefix cache (the task, the data profile and the script shown are
+    the same in every prompt, so the next calls do not pay for them again); (None, 0) before that, or with a
+    backend that does not report it."""
+    calls = [c for a in journal.attempts for c in a.calls]
+    if len(calls) < 2 or not calls[0].prompt_seconds:
+        return None, 0.0
+    reused = any(c.cached_prompt_tokens and c.cached_prompt_tokens >= c.prompt_tokens / 2 for c in calls[1:])
+    return (calls[0], calls[0].prompt_seconds) if reused else (None, 0.0)
+
+
 def attempt_reserve(journal: Journal) -> float:
     """The time to keep in hand for one more model attempt under a time budget: the longest model attempt so
     far (model plus run seconds; the harness's baseline calls no model and does not count), 0 before the
-    first. The longest, not the mean: a call that starts must end inside the budget."""
-    return max((a.llm_seconds + a.run_seconds for a in journal.attempts if a.kind != "baseline"), default=0.0)
+    first. The longest, not the mean: a call that starts must end inside the budget. The first call's prompt
+    evaluation does not count once the prefix cache is seen to work (`prompt_discount`)."""
+    first, discount = prompt_discount(journal)
+    return max((a.llm_seconds + a.run_seconds - (discount if any(c is first for c in a.calls) else 0.0)
+                for a in journal.attempts if a.kind != "baseline"), default=0.0)
 
 
 def longest_call(journal: Journal, purpose: str) -> float:
     """The longest model call of `purpose` ("code", "reflection") in the complete attempts so far, or of any
-    purpose when there is none of that one yet; 0 before the first call."""
-    calls = [c for a in journal.attempts for c in a.calls]
-    same = [c.seconds for c in calls if c.purpose == purpose]
-    return max(same or [c.seconds for c in calls], default=0.0)
+    purpose when there is none of that one yet; 0 before the first call. The first call counts without its
+    prompt evaluation once the prefix cache is seen to work (`prompt_discount`)."""
+    first, discount = prompt_discount(journal)
+    calls = [(c, c.seconds - (discount if c is first else 0.0)) for a in journal.attempts for c in a.calls]
+    same = [seconds for c, seconds in calls if c.purpose == purpose]
+    return max(same or [seconds for _, seconds in calls], default=0.0)
 
 
 class OutOfTime(Exception):
