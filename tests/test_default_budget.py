@@ -3,6 +3,8 @@ attempt cap; a run without a time budget needs another end."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from tabcoder import RunConfig, run
@@ -79,25 +81,55 @@ def test_the_reserve_for_one_more_attempt_is_the_longest_model_attempt_not_the_m
     assert attempt_reserve(journal) == 205.0
 
 
-def test_the_first_calls_prompt_evaluation_stops_counting_once_the_prefix_cache_is_seen_to_work():
-    """The first call evaluates the whole task prompt (here 90 of its 100 s); later calls reuse it from the
-    KV cache, so the reserve for one more attempt and the longest call leave those 90 s out, but only once a
-    later call has reused most of its prompt."""
+def test_the_first_calls_prompt_evaluation_does_not_count_while_the_prefix_cache_works():
+    """The first call evaluates the whole task prompt (here 90 of its 100 s); with a backend that keeps a
+    prefix cache (it reports cached prompt tokens) later calls reuse it, so the reserve for one more attempt
+    and the longest call leave those 90 s out, until a later call is seen to evaluate most of its prompt
+    afresh. A backend that reports no cache gets no discount."""
     from tabcoder.journal import Attempt, Journal, LLMCall
-    from tabcoder.strategies.common import attempt_reserve, longest_call
+    from tabcoder.strategies.common import attempt_reserve, longest_call, prompt_seconds
 
-    def attempt(index: int, seconds: float, prompt_seconds: float, cached: int) -> Attempt:
-        call = LLMCall("code", index, 3000, 30, seconds, prompt_seconds=prompt_seconds, cached_prompt_tokens=cached)
+    def attempt(index: int, seconds: float, prompt: float | None, cached: int | None) -> Attempt:
+        call = LLMCall("code", index, 3000, 30, seconds, prompt_seconds=prompt, cached_prompt_tokens=cached)
         return Attempt(index, 0, "draft", [], "", "print(1)", calls=[call], run_seconds=4.0)
 
     journal = Journal()
     journal.attempts = [attempt(1, 100.0, 90.0, 0)]
+    assert attempt_reserve(journal) == 14.0 and longest_call(journal, "code") == 10.0
+    journal.attempts.append(attempt(2, 15.0, 5.0, 2900))
+    assert attempt_reserve(journal) == 19.0 and longest_call(journal, "code") == 15.0 and prompt_seconds(journal) == 5.0
+    journal.attempts.append(attempt(3, 20.0, 10.0, 400))  # a prompt evaluated afresh: the discount ends
     assert attempt_reserve(journal) == 104.0 and longest_call(journal, "code") == 100.0
-    journal.attempts.append(attempt(2, 20.0, 10.0, 400))  # a prompt evaluated afresh again: no discount
-    assert attempt_reserve(journal) == 104.0 and longest_call(journal, "code") == 100.0
-    journal.attempts.append(attempt(3, 15.0, 5.0, 2900))
-    assert attempt_reserve(journal) == 24.0 and longest_call(journal, "code") == 20.0
+    journal.attempts = [attempt(1, 100.0, None, None)]  # a backend that reports no cache
+    assert attempt_reserve(journal) == 104.0
 
+
+def test_a_reply_under_a_time_budget_may_take_only_the_tokens_that_fit_in_the_time_left():
+    """At 10 tokens/s, with 60 s left of the budget, no finish reserve and prompts of 5 s: 550 tokens; never
+    fewer than the floor; the configured limit when it is lower; no change without a budget."""
+    from tabcoder.budget import Budget
+    from tabcoder.journal import Attempt, Journal, LLMCall
+    from tabcoder.strategies.common import MIN_REPLY_TOKENS, SearchStrategy
+
+    class Strategy(SearchStrategy):
+        def _search(self, journal: Journal) -> str:  # not run here
+            return ""
+
+    strategy = Strategy.__new__(Strategy)
+    journal = Journal()
+    first = LLMCall("code", 1, 3000, 100, 100.0, prompt_seconds=90.0, cached_prompt_tokens=0)
+    later = LLMCall("code", 2, 3000, 100, 15.0, prompt_seconds=5.0, cached_prompt_tokens=2900)
+    journal.attempts = [Attempt(i, 0, "draft", [], "", "print(1)", calls=[c], run_seconds=1.0)
+                        for i, c in ((1, first), (2, later))]
+    strategy._queue = types.SimpleNamespace(journal=journal)
+    strategy.budget = Budget(iterations=None, seconds=300.0)
+    strategy.elapsed = lambda: 240.0
+    assert strategy._affordable(1536) == 550
+    assert strategy._affordable(256) == 256
+    strategy.elapsed = lambda: 299.0
+    assert strategy._affordable(1536) == MIN_REPLY_TOKENS
+    strategy.budget = Budget(iterations=None, seconds=None)
+    assert strategy._affordable(1536) == 1536
 
 def test_a_model_call_that_would_end_after_the_budget_is_not_started(tmp_path):
     """Reflexion: each code call takes 10 s of the run's time and each reflection 10 s, until one reflection takes 120 s:

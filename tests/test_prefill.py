@@ -38,6 +38,7 @@ def test_a_draft_continues_the_make_model_start_the_harness_wrote(tmp_path):
     assert start["content"] == ("```python\nfrom sklearn.ensemble import RandomForestClassifier\n\n\n"
                                 "def make_model(categorical):\n")
     assert "\n```" in backend.history[0].options["stop"]
+    assert backend.history[0].options["max_tokens"] == 512, "a reply that writes one function is capped"
     draft = {r["index"]: r for r in journal_records(result.run_dir)}[1]
     assert draft["valid"] and draft["edit_format"] == "functions"
     assert draft["response"].startswith(start["content"]) and draft["response"].endswith("random_state=0)\n")

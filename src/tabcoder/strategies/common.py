@@ -39,6 +39,8 @@ BASELINE_IDEA = "the baseline: gradient boosting (HistGradientBoosting, default 
 #: row), up to MAX_HEAT.
 REPEAT_HEAT = 0.3
 MAX_HEAT = 1.0
+FUNCTION_TOKENS = 512  # the most tokens a reply that writes one function may take (a whole script: max_tokens)
+MIN_REPLY_TOKENS = 32  # a time budget never cuts a reply's token limit below this
 
 EventHandler = Callable[[str, dict], None]
 Evaluate = Callable[[int, str], Evaluation]
@@ -208,15 +210,15 @@ def fill_from_evaluation(attempt: Attempt, evaluation: Evaluation) -> None:
 
 
 def prompt_discount(journal: Journal) -> tuple[LLMCall | None, float]:
-    """The run's first model call and the seconds it spent evaluating its prompt, once a later call reused
-    most of its prompt from the backend's prefix cache (the task, the data profile and the script shown are
-    the same in every prompt, so the next calls do not pay for them again); (None, 0) before that, or with a
-    backend that does not report it."""
+    """The run's first model call and the seconds it spent evaluating its prompt, when the backend keeps a
+    prefix cache (it reports cached prompt tokens): the task, the data profile and the script shown are the
+    same in every prompt, so the next calls do not pay for them again. (None, 0) with a backend that reports
+    no cache, and once a later call is seen to have evaluated most of its prompt afresh."""
     calls = [c for a in journal.attempts for c in a.calls]
-    if len(calls) < 2 or not calls[0].prompt_seconds:
+    if not calls or not calls[0].prompt_seconds or calls[0].cached_prompt_tokens is None:
         return None, 0.0
-    reused = any(c.cached_prompt_tokens and c.cached_prompt_tokens >= c.prompt_tokens / 2 for c in calls[1:])
-    return (calls[0], calls[0].prompt_seconds) if reused else (None, 0.0)
+    failed = any(c.cached_prompt_tokens is None or c.cached_prompt_tokens < c.prompt_tokens / 2 for c in calls[1:])
+    return (None, 0.0) if failed else (calls[0], calls[0].prompt_seconds)
 
 
 def attempt_reserve(journal: Journal) -> float:
@@ -237,6 +239,23 @@ def longest_call(journal: Journal, purpose: str) -> float:
     calls = [(c, c.seconds - (discount if c is first else 0.0)) for a in journal.attempts for c in a.calls]
     same = [seconds for c, seconds in calls if c.purpose == purpose]
     return max(same or [seconds for _, seconds in calls], default=0.0)
+
+
+def generation_speed(journal: Journal) -> float | None:
+    """Tokens per second of the model's replies so far (their tokens over their seconds after the prompt), or
+    None before a call whose prompt time the backend reported."""
+    timed = [(c.completion_tokens, c.seconds - c.prompt_seconds) for a in journal.attempts for c in a.calls
+             if c.prompt_seconds is not None and c.seconds - c.prompt_seconds > 0 and c.completion_tokens > 0]
+    if not timed:
+        return None
+    return sum(t for t, _ in timed) / sum(s for _, s in timed)
+
+
+def prompt_seconds(journal: Journal) -> float:
+    """The longest prompt evaluation of a call so far (the first call's counted as `prompt_discount` says)."""
+    first, discount = prompt_discount(journal)
+    return max(((c.prompt_seconds or 0.0) - (discount if c is first else 0.0)
+                for a in journal.attempts for c in a.calls), default=0.0)
 
 
 class OutOfTime(Exception):
@@ -436,6 +455,21 @@ class SearchStrategy:
             raise OutOfTime(f"time budget ({self.budget.seconds:.0f} s) reached: a {purpose} call takes up to "
                             f"{need:.0f} s, more than is left")
 
+    def _affordable(self, max_tokens: int) -> int:
+        """`max_tokens`, or fewer under a time budget: as many as the model writes (at its speed so far) in the
+        time left after the finish reserve and the longest prompt evaluation so far, so that a reply that
+        runs on (a function repeated line after line to the token limit) ends inside the budget. At least
+        `MIN_REPLY_TOKENS`; `_ensure_time` has checked that a call of usual length fits."""
+        if self.budget.seconds is None:
+            return max_tokens
+        journal = self._queue.journal
+        speed = generation_speed(journal)
+        if speed is None:
+            return max_tokens
+        left = (self.budget.seconds - self.elapsed() - self.budget.finish_reserve(journal)
+                - prompt_seconds(journal))
+        return max(MIN_REPLY_TOKENS, min(max_tokens, int(left * speed)))
+
     def _baseline_attempt(self) -> Attempt:
         """Attempt 0: the builder's example script, written by the harness (no model call)."""
         emit_event(self.on_event, AttemptStart(index=0, kind="baseline", parent=None))
@@ -462,7 +496,10 @@ class SearchStrategy:
         temperature, note = self._temperature(history or [])
         prefill = (reply_start(base, function, imports)
                    if base is not None and function is not None and self.edit_format == "functions" else None)
-        completion = self._caller.complete(messages, max_tokens=self.generation.get("max_tokens", 1536),
+        configured = self.generation.get("max_tokens", 1536)
+        if prefill:
+            configured = min(configured, FUNCTION_TOKENS)
+        completion = self._caller.complete(messages, max_tokens=self._affordable(configured),
                                            purpose="code", about=index, calls=calls, temperature=temperature,
                                            prefill=prefill, stop=("\n```",))
         edit = apply_reply(completion.text, base)
@@ -495,7 +532,8 @@ class SearchStrategy:
         if base.reflection is None:
             self._ensure_time("reflection")
             messages = self.builder.reflect(shown_code(base, journal), base.feedback, failed=failed)
-            completion = self._caller.complete(messages, max_tokens=self.reflection_tokens, purpose="reflection",
+            completion = self._caller.complete(messages, max_tokens=self._affordable(self.reflection_tokens),
+                                               purpose="reflection",
                                                about=base.index, calls=calls)
             base.reflection = completion.text.strip()
             journal.update(base)
