@@ -105,8 +105,9 @@ def test_the_first_calls_prompt_evaluation_does_not_count_while_the_prefix_cache
 
 
 def test_a_reply_under_a_time_budget_may_take_only_the_tokens_that_fit_in_the_time_left():
-    """At 10 tokens/s, with 60 s left of the budget, no finish reserve and prompts of 5 s: 550 tokens; never
-    fewer than the floor; the configured limit when it is lower; no change without a budget."""
+    """At 10 tokens/s (the fastest reply; the first call also waited 30 s for a shared model), with 60 s left
+    of the budget, no finish reserve and prompts of 5 s: 550 tokens; never fewer than the floor; the
+    configured limit when it is lower; no change without a budget."""
     from tabcoder.budget import Budget
     from tabcoder.journal import Attempt, Journal, LLMCall
     from tabcoder.strategies.common import MIN_REPLY_TOKENS, SearchStrategy
@@ -117,7 +118,7 @@ def test_a_reply_under_a_time_budget_may_take_only_the_tokens_that_fit_in_the_ti
 
     strategy = Strategy.__new__(Strategy)
     journal = Journal()
-    first = LLMCall("code", 1, 3000, 100, 100.0, prompt_seconds=90.0, cached_prompt_tokens=0)
+    first = LLMCall("code", 1, 3000, 100, 130.0, prompt_seconds=90.0, cached_prompt_tokens=0)  # 30 s waiting
     later = LLMCall("code", 2, 3000, 100, 15.0, prompt_seconds=5.0, cached_prompt_tokens=2900)
     journal.attempts = [Attempt(i, 0, "draft", [], "", "print(1)", calls=[c], run_seconds=1.0)
                         for i, c in ((1, first), (2, later))]

@@ -40,7 +40,7 @@ BASELINE_IDEA = "the baseline: gradient boosting (HistGradientBoosting, default 
 REPEAT_HEAT = 0.3
 MAX_HEAT = 1.0
 FUNCTION_TOKENS = 512  # the most tokens a reply that writes one function may take (a whole script: max_tokens)
-MIN_REPLY_TOKENS = 32  # a time budget never cuts a reply's token limit below this
+MIN_REPLY_TOKENS = 128  # a time budget never cuts a reply's token limit below this
 
 EventHandler = Callable[[str, dict], None]
 Evaluate = Callable[[int, str], Evaluation]
@@ -67,7 +67,7 @@ class ModelCaller:
         """One call, recorded in `calls`. `prefill`: the start of the reply, given to a backend that continues
         a reply (`Backend.continues_prefill`; others get the messages alone); the completion's text then
         begins with it, and the call record keeps it so that the journal tells what the harness wrote.
-        `stop`: extra stop strings for this call."""
+        `stop`: stop strings added when the reply is continued (the end of the block it opens)."""
         base = GenerationSettings.of(**self.generation)
         if prefill and not getattr(self.backend, "continues_prefill", False):
             prefill = None
@@ -225,7 +225,7 @@ def attempt_reserve(journal: Journal) -> float:
     """The time to keep in hand for one more model attempt under a time budget: the longest model attempt so
     far (model plus run seconds; the harness's baseline calls no model and does not count), 0 before the
     first. The longest, not the mean: a call that starts must end inside the budget. The first call's prompt
-    evaluation does not count once the prefix cache is seen to work (`prompt_discount`)."""
+    evaluation does not count while the prefix cache works (`prompt_discount`)."""
     first, discount = prompt_discount(journal)
     return max((a.llm_seconds + a.run_seconds - (discount if any(c is first for c in a.calls) else 0.0)
                 for a in journal.attempts if a.kind != "baseline"), default=0.0)
@@ -234,7 +234,7 @@ def attempt_reserve(journal: Journal) -> float:
 def longest_call(journal: Journal, purpose: str) -> float:
     """The longest model call of `purpose` ("code", "reflection") in the complete attempts so far, or of any
     purpose when there is none of that one yet; 0 before the first call. The first call counts without its
-    prompt evaluation once the prefix cache is seen to work (`prompt_discount`)."""
+    prompt evaluation while the prefix cache works (`prompt_discount`)."""
     first, discount = prompt_discount(journal)
     calls = [(c, c.seconds - (discount if c is first else 0.0)) for a in journal.attempts for c in a.calls]
     same = [seconds for c, seconds in calls if c.purpose == purpose]
@@ -242,13 +242,13 @@ def longest_call(journal: Journal, purpose: str) -> float:
 
 
 def generation_speed(journal: Journal) -> float | None:
-    """Tokens per second of the model's replies so far (their tokens over their seconds after the prompt), or
-    None before a call whose prompt time the backend reported."""
-    timed = [(c.completion_tokens, c.seconds - c.prompt_seconds) for a in journal.attempts for c in a.calls
-             if c.prompt_seconds is not None and c.seconds - c.prompt_seconds > 0 and c.completion_tokens > 0]
-    if not timed:
-        return None
-    return sum(t for t, _ in timed) / sum(s for _, s in timed)
+    """Tokens per second at which the model writes a reply: the fastest of its replies of at least 16 tokens
+    so far (tokens over the seconds after the prompt), or None before one whose prompt time the backend
+    reported. The fastest, because a call's seconds also hold the time it waited for a model shared with
+    another run, and a reply cut short for a slow estimate is a lost attempt."""
+    rates = [c.completion_tokens / (c.seconds - c.prompt_seconds) for a in journal.attempts for c in a.calls
+             if c.prompt_seconds is not None and c.seconds - c.prompt_seconds > 0 and c.completion_tokens >= 16]
+    return max(rates, default=None)
 
 
 def prompt_seconds(journal: Journal) -> float:
