@@ -42,6 +42,8 @@ def start_run(tmp_path: Path, strategy: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "tabcoder.cli", "run", str(WINE), "--model", f"replay:{replay}", "--no-baseline",
                "--strategy", strategy, "--iterations", str(ATTEMPTS), "--timeout", "60", "--workers", "2",
                "--confirm-folds", "0", "--out", str(tmp_path / "runs"), "-q"]
+    if strategy == "tree":
+        command += ["--drafts", "3"]  # a first round of 3 drafts, so the run is stopped with attempts still to write
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
