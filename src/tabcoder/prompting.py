@@ -281,8 +281,8 @@ class PromptBuilder:
                function: str | None = None) -> Messages:
         """Ask for a new script given the previous one, its feedback, the reflections and the attempt history;
         an improvement step names one `idea` to apply. `edit_format`: what to reply with (tabcoder.edits);
-        with the functions format, `function` (default: the one the listed idea changes) is the one asked for."""
-        function = function or (self.edit_target(idea, code) if not failed else None)
+        with the functions format, `function` (the caller's choice: `edit_target`, or a repair's target) is the
+        one asked for."""
         ask = self._render("revise.j2", feedback=feedback, failed=failed, reflections=reflections,
                            history=history, idea=idea, edit_format=edit_format,
                            function=function if edit_format == "functions" else None)
