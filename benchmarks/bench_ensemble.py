@@ -2,7 +2,8 @@
 from run.json the blend's and the best single attempt's validation and mean fold scores, whether the blend
 was chosen, the final test score, and (when the blend was chosen) the best single attempt's own test score,
 its script refit on all training rows in the sandbox and graded by the same grader. Also the seconds the
-ensemble step added (the refit of the chosen blend against the best single's estimated refit).
+ensemble step added: choosing and scoring the blend (run.json's `phases.ensemble`), and the final refit
+(`phases.final`: every member of a chosen blend) against the best single attempt's own refit, timed here.
 
     python benchmarks/bench_ensemble.py --suite ../shared --time-budget 4m --jobs 2 -- --strategy tree
     python benchmarks/bench_ensemble.py --from-runs bench-runs --answers ../shared/answers   # a bench's runs
@@ -16,6 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,8 +40,9 @@ def run_task(task_dir: Path, answers: Path, out: Path, budget: str, extra: list[
         return None
 
 
-def single_test_score(run_dir: Path, task_dir: Path, answers: Path, index: int) -> float | None:
-    """The test score of attempt `index`'s script refit on all training rows (as the final step would)."""
+def single_test_score(run_dir: Path, task_dir: Path, answers: Path, index: int) -> tuple[float | None, float]:
+    """The test score of attempt `index`'s script refit on all training rows (as the final step would), and
+    the seconds the refit took."""
     task = load_task(task_dir)
     labels = load_answers(answers, task)
     attempt = next(a for a in Journal.load(run_dir / "journal.jsonl").attempts if a.index == index)
@@ -48,27 +51,31 @@ def single_test_score(run_dir: Path, task_dir: Path, answers: Path, index: int) 
         workspace = prepare_workspace(Path(scratch) / "w", train=task.train, test=task.test,
                                       sample_submission=make_sample_submission(task, task.test[task.id_column]),
                                       description=task.description)
+        started = time.monotonic()
         evaluate(attempt.code, workspace, task=task, labels=None, sandbox=LocalSandbox(), timeout=1200)
+        seconds = time.monotonic() - started
         grade = grade_submission(workspace / "submission.csv", task=task, labels=labels)
-    return grade.score.value if grade.valid else None
+    return (grade.score.value if grade.valid else None), seconds
 
 
 def row(run_dir: Path | None, task_dir: Path, answers: Path) -> str:
     if run_dir is None:
-        return f"| {task_dir.name} | no run | | | | | | |"
+        return f"| {task_dir.name} | no run | | | | | | | | |"
     meta = json.loads((run_dir / "run.json").read_text())
     result, ensemble = meta["result"], meta.get("ensemble")
-    test = result.get("test_score")
+    test, phases = result.get("test_score"), result.get("phases") or {}
     if not ensemble:
         why = meta.get("selection", {}).get("note", "")
         return (f"| {task_dir.name} | {result['valid_attempts']}/{result['attempts']} | no ensemble ({why}) | | | "
-                f"| {_n(test)} | |")
-    single = single_test_score(run_dir, task_dir, answers, ensemble["best_single"]) if ensemble["chosen"] else test
+                f"| {_n(test)} | | | {_n(phases.get('final'))} |")
+    single, single_seconds = (single_test_score(run_dir, task_dir, answers, ensemble["best_single"])
+                              if ensemble["chosen"] else (test, None))
     return (f"| {task_dir.name} | {result['valid_attempts']}/{result['attempts']} | "
             f"{', '.join(f'{k}:{v}' for k, v in ensemble['weights'].items())} | "
             f"{_n(ensemble['validation'])} / {_n(ensemble['best_single_validation'])} | "
             f"{_n(ensemble['mean_folds'])} / {_n(ensemble['best_single_folds'])} | "
-            f"{'yes' if ensemble['chosen'] else 'no'} | {_n(test)} | {_n(single)} |")
+            f"{'yes' if ensemble['chosen'] else 'no'} | {_n(test)} | {_n(single)} | {_n(phases.get('ensemble'))} | "
+            f"{_n(phases.get('final'))}{'' if single_seconds is None else f' / {single_seconds:.3g}'} |")
 
 
 _ESTIMATOR = re.compile(r"\b([A-Z][A-Za-z]*(?:Classifier|Regressor|Regression|Ridge|RidgeCV|Lasso|SVC|SVR))\(")
@@ -125,8 +132,9 @@ def main() -> None:
     else:
         parser.error("give --suite (run the tasks) or --from-runs (read finished runs)")
     print("| task | valid/attempts | members (picks) | validation: blend / best | folds: blend / best | chosen "
-          "| final test | best single's test | families of the confirmed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| final test | best single's test | ensemble step s | final refit s (/ best single's) "
+          "| families of the confirmed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for run_dir, task_dir, answer_file in found:
         line = row(run_dir, task_dir, answer_file)
         confirmed = []

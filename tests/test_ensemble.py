@@ -108,6 +108,12 @@ def test_an_ensemble_that_beats_the_best_attempt_on_the_folds_is_chosen_and_repr
     assert sorted(p.name for p in (best / "members").iterdir()) == ["001", "002"]
     meta = json.loads((result.run_dir / "run.json").read_text())
     assert meta["ensemble"]["chosen"] and meta["result"]["ensemble"]["weights"] == ensemble["weights"]
+    # the time of each stage is recorded: the blend's refit runs both members, so it is not free
+    phases = meta["result"]["phases"]
+    assert list(phases) == ["search", "confirmation", "ensemble", "final"]
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["final"] > 0 and phases["confirmation"] > 0
+    assert sum(phases.values()) <= result.seconds + 0.1
     # the deliverable re-runs its members and blends them: the same bytes as the run's refit
     written = (best / "submission.csv").read_bytes()
     (best / "submission.csv").unlink()

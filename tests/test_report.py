@@ -37,6 +37,7 @@ def test_every_run_writes_a_self_contained_report(tree_run):
     assert "How the final attempt was chosen" in html and "fold scores" in html
     assert f"cd {tree_run.solution.parent}" in html               # the reproduce command
     assert "Score over time" in html and "Time and tokens per attempt" in html
+    assert re.search(r"Time: search [\d.]+ s · confirmation [\d.]+ s · ensemble [\d.]+ s · final [\d.]+ s", html)
     assert "The target column name is misspelled" in html        # the reflection
 
 

@@ -84,6 +84,10 @@ class Result:
     formatting: str | None = None  # what the harness changed when it wrote submission.csv in the task's format
     prediction_mode: str | None = None  # how best/predict.py predicts new rows: "saved model" or "re-run"
     ensemble: dict | None = None  # the ensemble built from the confirmed attempts (chosen or not), see `Ensemble`
+    #: wall seconds of each stage: search (from the run's start, earlier sessions included), confirmation
+    #: (the folds), ensemble (choosing the blend and scoring it on the folds, from the members' fold
+    #: predictions), final (the refits on all rows: every member of a chosen ensemble)
+    phases: dict[str, float] | None = None
 
     def predict(self, data: Any, **options: Any) -> Any:
         """Predictions of the delivered solution for new rows (a DataFrame or a table file); see
@@ -134,6 +138,7 @@ class Result:
             "valid_attempts": self.valid_attempts,
             "tokens": self.tokens,
             "seconds": round(self.seconds, 1),
+            "phases": self.phases,
         }
 
 
@@ -270,10 +275,16 @@ def _execute(state: RunState) -> Result:
             strategy.settle()
         emit_event(state.emit, SearchCut(error=cut_short, attempts=len(state.journal.attempts),
                                          valid=sum(a.valid for a in state.journal.attempts)))
+    marks = [state.started, state.clock()]
     selection = select(state)
+    marks.append(state.clock())
     ensemble = _ensemble(state, selection) if state.config.ensemble else None
+    marks.append(state.clock())
     final = finalize(state, selection.order, ensemble)
-    return _conclude(state, stop_reason, selection, final, cut_short, ensemble)
+    marks.append(state.clock())
+    phases = {name: round(end - start, 2) for name, start, end in
+              zip(("search", "confirmation", "ensemble", "final"), marks, marks[1:])}
+    return _conclude(state, stop_reason, selection, final, cut_short, ensemble, phases)
 
 
 def _ensemble(state: RunState, selection: Selection) -> Ensemble | None:
@@ -322,7 +333,8 @@ def _make_strategy(state: RunState, builder: PromptBuilder) -> SearchStrategy:
 
 
 def _conclude(state: RunState, stop_reason: str, selection: Selection, final: FinalOutcome,
-              cut_short: str | None = None, ensemble: Ensemble | None = None) -> Result:
+              cut_short: str | None = None, ensemble: Ensemble | None = None,
+              phases: dict[str, float] | None = None) -> Result:
     journal = state.journal
     chosen = final.attempt or journal.best()
     result = Result(
@@ -335,7 +347,7 @@ def _conclude(state: RunState, stop_reason: str, selection: Selection, final: Fi
         confirmed_score=selection.confirmed.get(chosen.index) if chosen else None,
         selection=selection.to_dict(), cut_short=cut_short,
         attribution=attribute(chosen, journal, selection.confirmed, baseline_enabled=state.config.baseline),
-        formatting=final.formatting, ensemble=None if ensemble is None else ensemble.to_dict())
+        formatting=final.formatting, ensemble=None if ensemble is None else ensemble.to_dict(), phases=phases)
     if final.ensemble and ensemble is not None and result.attribution is not None:
         result.validation_score = Score(ensemble.validation, chosen.metric if chosen else state.task.metric,
                                         state.task.metric_spec.greater_is_better)
