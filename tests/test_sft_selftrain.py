@@ -154,6 +154,57 @@ def test_the_teacher_strategy_sets_its_runs_options_and_is_a_defining_setting(tm
     assert "--teacher-strategy [reflexion|tree]" in done.stdout
 
 
+def test_more_tasks_or_teacher_seeds_keep_the_teachers_runs_and_set_aside_what_the_smaller_data_made(tmp_path):
+    out = tmp_path / "st"
+    self_train(SelfTrainConfig(out=str(out), tasks=3, stop_after="tasks"))
+    first_task = sorted((out / "tasks" / "tasks").iterdir())[0]
+    before = {p.relative_to(first_task): p.read_bytes() for p in first_task.rglob("*") if p.is_file()}
+    # what later stages left (made by hand here: the stages themselves are tested above and below)
+    tuned = f"llamacpp:{out / 'tuned.q4_k_m.gguf'}"
+    state = json.loads((out / "selftrain.json").read_text())
+    state["done"].update({stage: {} for stage in ("teacher", "distill", "train")})
+    state["done"].update(export={"model": tuned}, evaluate={})
+    (out / "selftrain.json").write_text(json.dumps(state))
+    (out / "teacher").mkdir()
+    (out / "teacher" / "ledger.jsonl").write_text('{"key": "teacher-run"}\n')
+    for name in ("data/train.jsonl", "train/adapter.bin", "tuned.gguf", "tuned.q4_k_m.gguf"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(name)
+    rows = []
+    for model, folder in (("local", "local-no-example"), (tuned, "tuned-no-example")):
+        run_dir = out / "eval" / "runs" / folder / "20261208-gen"
+        run_dir.mkdir(parents=True)
+        rows.append({"key": f"{model}|no-example|t|0", "model": model, "run_dir": str(run_dir)})
+    (out / "eval" / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "eval" / "summary.md").write_text("| table |")
+
+    with pytest.raises(ConfigError, match="tasks: 3 then, 2 now.*may grow, never shrink"):
+        self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
+    events: list[tuple[str, dict]] = []
+    self_train(SelfTrainConfig(out=str(out), tasks=4, stop_after="tasks"), progress=lambda k, d: events.append((k, d)))
+    state = json.loads((out / "selftrain.json").read_text())
+    assert list(state["done"]) == ["tasks"] and state["settings"]["tasks"] == 4
+    assert state["grown"][0]["changed"] == {"tasks": [3, 4]}
+    assert any(k == "stage_end" and d["stage"] == "grow" and "tasks 3 -> 4" in d["text"] for k, d in events)
+    assert len(list((out / "tasks" / "tasks").iterdir())) == 4
+    assert {p.relative_to(first_task): p.read_bytes() for p in first_task.rglob("*") if p.is_file()} == before
+    assert (out / "teacher" / "ledger.jsonl").read_text() == '{"key": "teacher-run"}\n'  # its runs are kept
+    earlier = out / "earlier" / "1"
+    for name in ("data/train.jsonl", "train/adapter.bin", "tuned.gguf", "tuned.q4_k_m.gguf"):
+        assert (earlier / name).read_text() == name and not (out / name).exists()
+    assert [r["model"] for r in read_ledger(out / "eval")] == ["local"]  # the base's runs stay valid
+    assert (out / "eval" / "runs" / "local-no-example" / "20261208-gen").is_dir()
+    assert [r["model"] for r in read_ledger(earlier / "eval")] == [tuned]
+    assert (earlier / "eval" / "runs" / "tuned-no-example" / "20261208-gen").is_dir()
+    assert (earlier / "eval" / "summary.md").read_text() == "| table |"
+
+    # more teacher seeds: the tasks stay done; nothing was made since, so nothing is set aside
+    self_train(SelfTrainConfig(out=str(out), tasks=4, teacher_seeds=3, stop_after="tasks"))
+    state = json.loads((out / "selftrain.json").read_text())
+    assert list(state["done"]) == ["tasks"] and state["settings"]["teacher_seeds"] == 3
+    assert state["grown"][1]["set_aside"] is None and not (out / "earlier" / "2").exists()
+
+
 @pytest.mark.slow
 def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
     pytest.importorskip("peft")

@@ -128,10 +128,11 @@ def _listed(text: str) -> list[str]:
 @click.command("self-train")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder of the whole loop (new, or one to go on with: the same command continues it).")
-@selftrain_option("--tasks", type=int, help="Training tasks to generate.")
+@selftrain_option("--tasks", type=int, help="Training tasks to generate (may grow when going on: the teacher's "
+                  "finished runs are kept, later stages are made again).")
 @selftrain_option("--task-seed", type=int)
 @selftrain_option("--teacher", help="Model that writes the verified scripts (with the example), e.g. local:qwen2.5-coder-1.5b.")
-@selftrain_option("--teacher-seeds", type=int, help="Teacher runs per task (best of N).")
+@selftrain_option("--teacher-seeds", type=int, help="Teacher runs per task (best of N; may grow like --tasks).")
 @selftrain_option("--teacher-iterations", type=int, help="Model attempts per teacher run.")
 @selftrain_option("--teacher-strategy", type=click.Choice(["reflexion", "tree"]),
                   help="reflexion: improvements of the baseline, each after a reflection; tree: drafts of other "

@@ -4,7 +4,11 @@
 Scope: `self_train(config)` does the six stages in order into one folder and can be called again on it to
 go on where it stopped (each stage records what it finished: the teacher's and the evaluation's runs in a
 ledger line per run, training through its checkpoints). Settings that define the result (the tasks, the
-teacher, the base, the training) must stay as they were; a changed one is refused with what differs.
+teacher, the base, the training) must stay as they were; a changed one is refused with what differs, except
+that `tasks` and `teacher_seeds` may grow: the generator's first tasks are the same for any count, so the
+teacher's finished runs are kept and only the new ones run; what was made from the smaller teacher data (the
+examples, the adapter, the GGUF and the tuned model's evaluation runs) moves to `OUT/earlier/N/` and is made
+again, while the base model's evaluation runs stay (the base and the evaluation did not change).
 
     OUT/selftrain.json         settings, and each finished stage with its figures
     OUT/tasks/                 generated tasks (`tabcoder.sft.tasks`), suite layout
@@ -13,6 +17,7 @@ teacher, the base, the training) must stay as they were; a changed one is refuse
     OUT/train/                 the LoRA run (`tabcoder.sft.train`)
     OUT/tuned.gguf (+ quantised copy)
     OUT/eval/runs/, ledger.jsonl, summary.md   base vs tuned (`tabcoder.sft.evaluate`)
+    OUT/earlier/N/             what an earlier, smaller teacher data made (after `tasks` or `teacher_seeds` grew)
 
 Teacher and evaluation runs are `tabcoder run` processes, `jobs` at a time, each on `threads` threads: a
 model fault in one costs that run, never the loop. Nothing here reaches the network.
@@ -38,6 +43,8 @@ STAGES = ("tasks", "teacher", "distill", "train", "export", "evaluate")
 TEACHER_STRATEGIES = {"reflexion": "teacher", "tree": "teacher-tree"}
 #: Settings that do not change what is made; a later call may give other values.
 FREE = ("jobs", "threads", "stop_after", "eval_jobs", "gradient_checkpointing")
+#: Settings a later call may raise (more teacher data); the stages from the first one they change are redone.
+GROWABLE = {"tasks": "tasks", "teacher_seeds": "teacher"}
 
 Progress = Callable[[str, dict], None]
 
@@ -103,7 +110,7 @@ def self_train(config: SelfTrainConfig, *, progress: Progress | None = None) -> 
     config.check()
     say = progress or (lambda kind, data: None)
     out = Path(config.out).expanduser()
-    state = _open_state(out, config)
+    state = _open_state(out, config, say)
     table: list[str] = []
     for stage in STAGES:
         if stage not in state["done"]:
@@ -125,17 +132,23 @@ def _defining(config: SelfTrainConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in FREE and k != "out"}
 
 
-def _open_state(out: Path, config: SelfTrainConfig) -> dict:
+def _open_state(out: Path, config: SelfTrainConfig, say: Progress) -> dict:
     path = out / STATE
     if path.is_file():
         state = json.loads(path.read_text(encoding="utf-8"))
         defaults = _defining(SelfTrainConfig(out=""))  # a state written before a setting existed: its default
         saved = {k: state["settings"].get(k, defaults.get(k)) for k in _defining(config)}
         differ = {k: (saved[k], v) for k, v in _defining(config).items() if saved[k] != v}
-        if differ:
-            said = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in differ.items())
-            raise ConfigError(f"{out} holds a self-training with other settings ({said}); give the same settings to "
-                              "go on with it, or a new --out")
+        grown = {k: old_new for k, old_new in differ.items() if k in GROWABLE and old_new[1] > old_new[0]}
+        fixed = {k: old_new for k, old_new in differ.items() if k not in grown}
+        if fixed:
+            said = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in fixed.items())
+            more = (" (--tasks and --teacher-seeds may grow, never shrink)"
+                    if any(k in GROWABLE for k in fixed) else "")
+            raise ConfigError(f"{out} holds a self-training with other settings ({said}){more}; give the same "
+                              "settings to go on with it, or a new --out")
+        if grown:
+            _grow(out, state, config, grown, say)
         return state
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not a self-training folder (no {STATE}); give a new --out")
@@ -143,6 +156,55 @@ def _open_state(out: Path, config: SelfTrainConfig) -> dict:
     state = {"settings": _defining(config), "done": {}}
     _save_state(out, state)
     return state
+
+
+def _grow(out: Path, state: dict, config: SelfTrainConfig, grown: dict, say: Progress) -> None:
+    """More tasks or teacher seeds: redo the stages from the first one that changes (the teacher's ledger
+    keeps its finished runs); what the smaller data made moves to OUT/earlier/N/, nothing is deleted."""
+    first = min(STAGES.index(GROWABLE[k]) for k in grown)
+    tuned = state["done"].get("export", {}).get("model")
+    aside = _set_aside(out, tuned)
+    state["done"] = {stage: figures for stage, figures in state["done"].items() if STAGES.index(stage) < first}
+    state["settings"].update({k: new for k, (_, new) in grown.items()})
+    state.setdefault("grown", []).append({"changed": {k: list(v) for k, v in grown.items()},
+                                          "set_aside": None if aside is None else str(aside),
+                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    _save_state(out, state)
+    said = ", ".join(f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in grown.items())
+    emit_event(say, StageEnd(stage="grow", text=f"{said}: the teacher's finished runs are kept; the stages from "
+                                                f"{STAGES[first]} on are done again"
+                                                + (f"; what the earlier data made is in {aside}" if aside else "")))
+
+
+def _set_aside(out: Path, tuned: str | None) -> Path | None:
+    """Move the examples, the adapter, the GGUF files and the tuned model's evaluation runs (its ledger rows
+    and run folders) to OUT/earlier/N/; the base model's evaluation runs stay in OUT/eval/."""
+    from tabcoder.sft.evaluate import LEDGER, read_ledger
+
+    made = [out / name for name in ("data", "train")] + sorted(out.glob("tuned*.gguf"))
+    rows = read_ledger(out / "eval")
+    moved_rows = [row for row in rows if tuned is not None and row.get("model") == tuned]
+    if not any(p.exists() for p in made) and not moved_rows and not (out / "eval" / "summary.md").exists():
+        return None
+    earlier = out / "earlier"
+    number = 1 + max((int(p.name) for p in earlier.glob("*") if p.name.isdigit()), default=0)
+    target = earlier / str(number)
+    target.mkdir(parents=True)
+    for path in made:
+        if path.exists():
+            shutil.move(str(path), str(target / path.name))
+    if moved_rows or (out / "eval" / "summary.md").exists():
+        (target / "eval" / "runs").mkdir(parents=True)
+        folders = {Path(row["run_dir"]).parent for row in moved_rows if row.get("run_dir")}
+        for folder in folders:
+            if folder.is_dir() and folder.parent.resolve() == (out / "eval" / "runs").resolve():
+                shutil.move(str(folder), str(target / "eval" / "runs" / folder.name))
+        (target / "eval" / LEDGER).write_text("".join(json.dumps(row) + "\n" for row in moved_rows), encoding="utf-8")
+        kept = [row for row in rows if row not in moved_rows]
+        (out / "eval" / LEDGER).write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+        if (out / "eval" / "summary.md").exists():
+            shutil.move(str(out / "eval" / "summary.md"), str(target / "eval" / "summary.md"))
+    return target
 
 
 def _save_state(out: Path, state: dict) -> None:
