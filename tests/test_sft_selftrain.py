@@ -143,6 +143,8 @@ def test_the_teacher_strategy_sets_its_runs_options_and_is_a_defining_setting(tm
         self_train(SelfTrainConfig(out=str(tmp_path / "a"), teacher_strategy="beam"))
     out = tmp_path / "st"
     self_train(SelfTrainConfig(out=str(out), tasks=2, teacher_strategy="tree", stop_after="tasks"))
+    (out / "teacher").mkdir()
+    (out / "teacher" / "ledger.jsonl").write_text('{"key": "a run"}\n')  # the teacher's runs have begun
     with pytest.raises(ConfigError, match="teacher_strategy: 'tree' then, 'reflexion' now"):
         self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
     # a folder made before the setting existed holds the default: going on with it is accepted
@@ -152,6 +154,25 @@ def test_the_teacher_strategy_sets_its_runs_options_and_is_a_defining_setting(tm
     self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
     done = tabcoder("sft", "self-train", "--help")
     assert "--teacher-strategy [reflexion|tree]" in done.stdout
+
+
+def test_a_setting_may_change_until_the_stage_it_shapes_has_begun(tmp_path):
+    from tabcoder.sft.selftrain import FIRST_STAGE, FREE, STAGES
+
+    assert set(FIRST_STAGE) == set(SelfTrainConfig.__dataclass_fields__) - set(FREE) - {"out"}
+    assert set(FIRST_STAGE.values()) <= set(STAGES)
+    out = tmp_path / "st"
+    self_train(SelfTrainConfig(out=str(out), tasks=3, stop_after="tasks"))
+    self_train(SelfTrainConfig(out=str(out), tasks=3, max_steps=4, eval_iterations=2, teacher_iterations=5,
+                               stop_after="tasks"))  # nothing after the tasks has begun
+    settings = json.loads((out / "selftrain.json").read_text())["settings"]
+    assert (settings["max_steps"], settings["eval_iterations"], settings["teacher_iterations"]) == (4, 2, 5)
+    with pytest.raises(ConfigError, match="task_seed: 0 then, 1 now"):
+        self_train(SelfTrainConfig(out=str(out), tasks=3, task_seed=1, stop_after="tasks"))
+    (out / "teacher").mkdir()
+    (out / "teacher" / "ledger.jsonl").write_text('{"key": "a run"}\n')  # the teacher stage has begun
+    with pytest.raises(ConfigError, match="teacher_iterations: 5 then, 3 now"):
+        self_train(SelfTrainConfig(out=str(out), tasks=3, max_steps=4, eval_iterations=2, stop_after="tasks"))
 
 
 def test_more_tasks_or_teacher_seeds_keep_the_teachers_runs_and_set_aside_what_the_smaller_data_made(tmp_path):
@@ -223,8 +244,9 @@ def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
     assert state["done"]["distill"]["by_kind"]["from-scratch"] >= 1
     assert "stopped after" in first.stdout
 
-    changed = tabcoder(*args[:-2], "--quantize", "q4_0")
-    assert changed.returncode == 2 and "other settings" in changed.stderr and "quantize" in changed.stderr
+    at = args.index("--teacher-iterations") + 1
+    changed = tabcoder(*args[:at], "2", *args[at + 1:])  # the teacher stage is done: its settings are fixed
+    assert changed.returncode == 2 and "other settings" in changed.stderr and "teacher_iterations" in changed.stderr
 
     done = tabcoder(*args, timeout=1800)  # about 3 minutes alone on 2 cores
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,8 +4,9 @@
 Scope: `self_train(config)` does the six stages in order into one folder and can be called again on it to
 go on where it stopped (each stage records what it finished: the teacher's and the evaluation's runs in a
 ledger line per run, training through its checkpoints). Settings that define the result (the tasks, the
-teacher, the base, the training) must stay as they were; a changed one is refused with what differs, except
-that `tasks` and `teacher_seeds` may grow: the generator's first tasks are the same for any count, so the
+teacher, the base, the training) must stay as they were once the stage they shape has begun (`FIRST_STAGE`;
+e.g. the training steps may be chosen after `--stop-after distill`); a changed one is refused with what
+differs, except that `tasks` and `teacher_seeds` may grow: the generator's first tasks are the same for any count, so the
 teacher's finished runs are kept and only the new ones run; what was made from the smaller teacher data (the
 examples, the adapter, the GGUF and the tuned model's evaluation runs) moves to `OUT/earlier/N/` and is made
 again, while the base model's evaluation runs stay (the base and the evaluation did not change).
@@ -45,6 +46,18 @@ TEACHER_STRATEGIES = {"reflexion": "teacher", "tree": "teacher-tree"}
 FREE = ("jobs", "threads", "stop_after", "eval_jobs", "gradient_checkpointing")
 #: Settings a later call may raise (more teacher data); the stages from the first one they change are redone.
 GROWABLE = {"tasks": "tasks", "teacher_seeds": "teacher"}
+#: The first stage each defining setting shapes: a later call may change it while that stage has not begun
+#: (e.g. choose the training steps after `--stop-after distill`).
+FIRST_STAGE = {
+    "tasks": "tasks", "task_seed": "tasks",
+    "teacher": "teacher", "teacher_seeds": "teacher", "teacher_iterations": "teacher", "teacher_strategy": "teacher",
+    "within": "distill",
+    "base": "train", "epochs": "train", "max_steps": "train", "learning_rate": "train", "grad_accum": "train",
+    "max_length": "train", "lora_r": "train", "device": "train",
+    "quantize": "export",
+    "eval_suites": "evaluate", "eval_tasks": "evaluate", "eval_seeds": "evaluate", "eval_iterations": "evaluate",
+    "eval_prompts": "evaluate", "eval_time_budget": "evaluate",
+}
 
 Progress = Callable[[str, dict], None]
 
@@ -139,14 +152,19 @@ def _open_state(out: Path, config: SelfTrainConfig, say: Progress) -> dict:
         defaults = _defining(SelfTrainConfig(out=""))  # a state written before a setting existed: its default
         saved = {k: state["settings"].get(k, defaults.get(k)) for k in _defining(config)}
         differ = {k: (saved[k], v) for k, v in _defining(config).items() if saved[k] != v}
-        grown = {k: old_new for k, old_new in differ.items() if k in GROWABLE and old_new[1] > old_new[0]}
-        fixed = {k: old_new for k, old_new in differ.items() if k not in grown}
+        unbegun = {k: old_new for k, old_new in differ.items() if not _begun(out, state, FIRST_STAGE[k])}
+        grown = {k: old_new for k, old_new in differ.items()
+                 if k in GROWABLE and k not in unbegun and old_new[1] > old_new[0]}
+        fixed = {k: old_new for k, old_new in differ.items() if k not in grown and k not in unbegun}
         if fixed:
             said = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in fixed.items())
             more = (" (--tasks and --teacher-seeds may grow, never shrink)"
                     if any(k in GROWABLE for k in fixed) else "")
             raise ConfigError(f"{out} holds a self-training with other settings ({said}){more}; give the same "
                               "settings to go on with it, or a new --out")
+        if unbegun:  # only stages that have not begun see these settings: take the new values
+            state["settings"].update({k: new for k, (_, new) in unbegun.items()})
+            _save_state(out, state)
         if grown:
             _grow(out, state, config, grown, say)
         return state
@@ -156,6 +174,18 @@ def _open_state(out: Path, config: SelfTrainConfig, say: Progress) -> dict:
     state = {"settings": _defining(config), "done": {}}
     _save_state(out, state)
     return state
+
+
+def _begun(out: Path, state: dict, stage: str) -> bool:
+    """Whether `stage` (or a later one) is done or has left anything behind."""
+    from tabcoder.sft.evaluate import read_ledger
+
+    if any(STAGES.index(done) >= STAGES.index(stage) for done in state["done"]):
+        return True
+    made = {"tasks": lambda: (out / "tasks").exists(), "teacher": lambda: bool(read_ledger(out / "teacher")),
+            "distill": lambda: (out / "data").exists(), "train": lambda: (out / "train").exists(),
+            "export": lambda: any(out.glob("tuned*.gguf")), "evaluate": lambda: bool(read_ledger(out / "eval"))}
+    return any(made[later]() for later in STAGES[STAGES.index(stage):])
 
 
 def _grow(out: Path, state: dict, config: SelfTrainConfig, grown: dict, say: Progress) -> None:
