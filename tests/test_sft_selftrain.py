@@ -146,12 +146,15 @@ def test_the_teacher_strategy_sets_its_runs_options_and_is_a_defining_setting(tm
     (out / "teacher").mkdir()
     (out / "teacher" / "ledger.jsonl").write_text('{"key": "a run"}\n')  # the teacher's runs have begun
     with pytest.raises(ConfigError, match="teacher_strategy: 'tree' then, 'reflexion' now"):
-        self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
-    # a folder made before the setting existed holds the default: going on with it is accepted
+        self_train(SelfTrainConfig(out=str(out), tasks=2, teacher_strategy="reflexion", stop_after="tasks"))
+    self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))  # tree is the default
+    # a folder made before the setting existed was made with the default of that time, reflexion
     state = json.loads((out / "selftrain.json").read_text())
     del state["settings"]["teacher_strategy"]
     (out / "selftrain.json").write_text(json.dumps(state))
-    self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
+    self_train(SelfTrainConfig(out=str(out), tasks=2, teacher_strategy="reflexion", stop_after="tasks"))
+    with pytest.raises(ConfigError, match="teacher_strategy: 'reflexion' then, 'tree' now"):
+        self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))
     done = tabcoder("sft", "self-train", "--help")
     assert "--teacher-strategy [reflexion|tree]" in done.stdout
 
@@ -232,7 +235,7 @@ def test_the_whole_loop_stops_resumes_and_reports_base_against_tuned(tmp_path):
     replay = copy_edit_replay(tmp_path)
     out = tmp_path / "st"
     args = ["sft", "self-train", "--out", out, "--tasks", "2", "--task-seed", "1", "--teacher", f"replay:{replay}",
-            "--teacher-seeds", "1", "--teacher-iterations", "1", "--base", "local:smollm2-135m", "--max-steps", "1",
+            "--teacher-seeds", "1", "--teacher-iterations", "1", "--teacher-strategy", "reflexion", "--base", "local:smollm2-135m", "--max-steps", "1",
             "--grad-accum", "1",
             "--max-length", "4096", "--eval-suite", "builtin", "--eval-tasks", "iris", "--eval-iterations", "1",
             "--jobs", "2", "--eval-jobs", "2", "--quantize", "q8_0"]

@@ -135,8 +135,9 @@ def _listed(text: str) -> list[str]:
 @selftrain_option("--teacher-seeds", type=int, help="Teacher runs per task (best of N; may grow like --tasks).")
 @selftrain_option("--teacher-iterations", type=int, help="Model attempts per teacher run.")
 @selftrain_option("--teacher-strategy", type=click.Choice(["reflexion", "tree"]),
-                  help="reflexion: improvements of the baseline, each after a reflection; tree: drafts of other "
-                       "model families first (one short call each).")
+                  help="tree: drafts of other model families first (one short call each); reflexion: "
+                       "improvements of the baseline, each after a reflection. The tree's drafts gave 18 valid "
+                       "of 18 attempts where reflexion gave 4 (docs/sft.md).")
 @selftrain_option("--base", help="Model to tune: local[:name], a .gguf file or a Hugging Face folder.")
 @selftrain_option("--within", type=float, help="Keep verified attempts within this fraction of their task's best score.")
 @selftrain_option("--epochs", type=float)

@@ -46,6 +46,8 @@ TEACHER_STRATEGIES = {"reflexion": "teacher", "tree": "teacher-tree"}
 FREE = ("jobs", "threads", "stop_after", "eval_jobs", "gradient_checkpointing")
 #: Settings a later call may raise (more teacher data); the stages from the first one they change are redone.
 GROWABLE = {"tasks": "tasks", "teacher_seeds": "teacher"}
+#: Defaults that changed, as they were before the setting was saved in selftrain.json.
+EARLIER_DEFAULTS = {"teacher_strategy": "reflexion"}
 #: The first stage each defining setting shapes: a later call may change it while that stage has not begun
 #: (e.g. choose the training steps after `--stop-after distill`).
 FIRST_STAGE = {
@@ -70,7 +72,7 @@ class SelfTrainConfig:
     teacher: str = "local:qwen2.5-coder-0.5b"  # any --model string; runs with the example script
     teacher_seeds: int = 2  # best of N: runs per task (seeds 0..N-1)
     teacher_iterations: int = 3  # model attempts per teacher run (after the harness's baseline)
-    teacher_strategy: str = "reflexion"  # or "tree" (drafts of other model families first)
+    teacher_strategy: str = "tree"  # drafts of other model families first; or "reflexion" (docs/sft.md: measured)
     base: str = "local:qwen2.5-coder-0.5b"  # the model that is tuned (and the "base" of the evaluation)
     within: float | None = 0.10  # distill: keep attempts within this fraction of the task's best score
     epochs: float = 2.0
@@ -149,7 +151,8 @@ def _open_state(out: Path, config: SelfTrainConfig, say: Progress) -> dict:
     path = out / STATE
     if path.is_file():
         state = json.loads(path.read_text(encoding="utf-8"))
-        defaults = _defining(SelfTrainConfig(out=""))  # a state written before a setting existed: its default
+        # a state written before a setting existed: the default of that time
+        defaults = {**_defining(SelfTrainConfig(out="")), **EARLIER_DEFAULTS}
         saved = {k: state["settings"].get(k, defaults.get(k)) for k in _defining(config)}
         differ = {k: (saved[k], v) for k, v in _defining(config).items() if saved[k] != v}
         unbegun = {k: old_new for k, old_new in differ.items() if not _begun(out, state, FIRST_STAGE[k])}
