@@ -6,10 +6,11 @@ go on where it stopped (each stage records what it finished: the teacher's and t
 ledger line per run, training through its checkpoints). Settings that define the result (the tasks, the
 teacher, the base, the training) must stay as they were once the stage they shape has begun (`FIRST_STAGE`;
 e.g. the training steps may be chosen after `--stop-after distill`); a changed one is refused with what
-differs, except that `tasks` and `teacher_seeds` may grow: the generator's first tasks are the same for any count, so the
-teacher's finished runs are kept and only the new ones run; what was made from the smaller teacher data (the
-examples, the adapter, the GGUF and the tuned model's evaluation runs) moves to `OUT/earlier/N/` and is made
-again, while the base model's evaluation runs stay (the base and the evaluation did not change).
+differs, except that `tasks` and `teacher_seeds` may grow: the generator's first tasks are the same for any
+count, so the teacher's finished runs are kept and only the new ones run; what was made from the smaller
+teacher data (the examples, the adapter, the GGUF and the tuned model's evaluation runs) moves to
+`OUT/earlier/N/` and is made again, while the base model's evaluation runs stay (the base and the evaluation
+did not change).
 
     OUT/selftrain.json         settings, and each finished stage with its figures
     OUT/tasks/                 generated tasks (`tabcoder.sft.tasks`), suite layout
