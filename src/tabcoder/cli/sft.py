@@ -73,7 +73,7 @@ def train_command(data: Path, base: str, out: Path, resume: bool, targets: str, 
                          target_modules=[t.strip() for t in targets.split(",") if t.strip()], **settings)
     result = train(config, resume=resume, progress=Progress(quiet))
     s = result.summary
-    per_step = "-" if s["seconds_per_step"] is None else f"{s['seconds_per_step']:.1f}"
+    per_step = _per_step(s["seconds_per_step"])
     click.echo(f"adapter:          {result.adapter_dir}")
     click.echo(f"steps:            {s['steps']} ({per_step} s/step, peak memory {s['peak_memory_mb']:.0f} MB)")
     if s["train_loss_first"] is not None:
@@ -190,7 +190,7 @@ def selftrain_command(out: Path, eval_suites: str, eval_tasks: str | None, eval_
     click.echo(f"folder:   {result.out}")
     if "train" in done:
         t = done["train"]
-        click.echo(f"training: {t['steps']} steps, {t['seconds_per_step']} s/step, peak memory "
+        click.echo(f"training: {t['steps']} steps, {_per_step(t['seconds_per_step'])} s/step, peak memory "
                    f"{t['peak_memory_mb']:.0f} MB, {done['train']['seconds'] / 60:.1f} min")
     if "export" in done:
         click.echo(f"tuned:    --model {done['export']['model']}")
@@ -198,3 +198,7 @@ def selftrain_command(out: Path, eval_suites: str, eval_tasks: str | None, eval_
         click.echo("\n".join(result.table))
     else:
         click.echo(f"stopped after: {', '.join(done) or 'nothing'}; run the same command to go on")
+
+
+def _per_step(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"

@@ -326,11 +326,15 @@ def _train(out: Path, config: SelfTrainConfig, say: Progress, state: dict) -> di
                                save_every=2, gradient_checkpointing=config.gradient_checkpointing),
                    resume=resume, progress=say)
     s = result.summary
-    emit_event(say, StageEnd(stage="train", text=f"{s['steps']} steps, {s['seconds_per_step']} s/step, peak memory "
+    emit_event(say, StageEnd(stage="train", text=f"{s['steps']} steps, {_seconds(s['seconds_per_step'])} s/step, peak memory "
                                                  f"{s['peak_memory_mb']:.0f} MB"))
     keep = ("steps", "seconds_per_step", "peak_memory_mb", "train_loss_first", "train_loss_last", "eval_loss_before",
             "eval_loss_after", "examples", "too_long")
     return {k: s.get(k) for k in keep}
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _export(out: Path, config: SelfTrainConfig, say: Progress, state: dict) -> dict:
