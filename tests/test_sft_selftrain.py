@@ -178,12 +178,9 @@ def test_a_setting_may_change_until_the_stage_it_shapes_has_begun(tmp_path):
         self_train(SelfTrainConfig(out=str(out), tasks=3, max_steps=4, eval_iterations=2, stop_after="tasks"))
 
 
-def test_more_tasks_or_teacher_seeds_keep_the_teachers_runs_and_set_aside_what_the_smaller_data_made(tmp_path):
-    out = tmp_path / "st"
-    self_train(SelfTrainConfig(out=str(out), tasks=3, stop_after="tasks"))
-    first_task = sorted((out / "tasks" / "tasks").iterdir())[0]
-    before = {p.relative_to(first_task): p.read_bytes() for p in first_task.rglob("*") if p.is_file()}
-    # what later stages left (made by hand here: the stages themselves are tested above and below)
+def _made_by_later_stages(out: Path) -> str:
+    """What the stages after `tasks` leave, made by hand (the stages themselves are tested above and below);
+    returns the tuned model's name."""
     tuned = f"llamacpp:{out / 'tuned.q4_k_m.gguf'}"
     state = json.loads((out / "selftrain.json").read_text())
     state["done"].update({stage: {} for stage in ("teacher", "distill", "train")})
@@ -201,6 +198,32 @@ def test_more_tasks_or_teacher_seeds_keep_the_teachers_runs_and_set_aside_what_t
         rows.append({"key": f"{model}|no-example|t|0", "model": model, "run_dir": str(run_dir)})
     (out / "eval" / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out / "eval" / "summary.md").write_text("| table |")
+    return tuned
+
+
+def test_a_longer_training_keeps_the_examples_and_sets_aside_the_shorter_ones_adapter(tmp_path):
+    out = tmp_path / "st"
+    self_train(SelfTrainConfig(out=str(out), tasks=3, max_steps=8, stop_after="tasks"))
+    tuned = _made_by_later_stages(out)
+    with pytest.raises(ConfigError, match="max_steps: 8 then, 4 now.*may grow, never shrink"):
+        self_train(SelfTrainConfig(out=str(out), tasks=3, max_steps=4, stop_after="distill"))
+    self_train(SelfTrainConfig(out=str(out), tasks=3, max_steps=24, stop_after="distill"))
+    state = json.loads((out / "selftrain.json").read_text())
+    assert list(state["done"]) == ["tasks", "teacher", "distill"] and state["settings"]["max_steps"] == 24
+    assert (out / "data" / "train.jsonl").read_text() == "data/train.jsonl"  # the examples stay
+    earlier = out / "earlier" / "1"
+    assert (earlier / "train" / "adapter.bin").is_file() and not (out / "train").exists()
+    assert (earlier / "tuned.q4_k_m.gguf").is_file() and not (earlier / "data").exists()
+    assert [r["model"] for r in read_ledger(out / "eval")] == ["local"]
+    assert [r["model"] for r in read_ledger(earlier / "eval")] == [tuned]
+
+
+def test_more_tasks_or_teacher_seeds_keep_the_teachers_runs_and_set_aside_what_the_smaller_data_made(tmp_path):
+    out = tmp_path / "st"
+    self_train(SelfTrainConfig(out=str(out), tasks=3, stop_after="tasks"))
+    first_task = sorted((out / "tasks" / "tasks").iterdir())[0]
+    before = {p.relative_to(first_task): p.read_bytes() for p in first_task.rglob("*") if p.is_file()}
+    tuned = _made_by_later_stages(out)
 
     with pytest.raises(ConfigError, match="tasks: 3 then, 2 now.*may grow, never shrink"):
         self_train(SelfTrainConfig(out=str(out), tasks=2, stop_after="tasks"))

@@ -141,7 +141,8 @@ def _listed(text: str) -> list[str]:
 @selftrain_option("--base", help="Model to tune: local[:name], a .gguf file or a Hugging Face folder.")
 @selftrain_option("--within", type=float, help="Keep verified attempts within this fraction of their task's best score.")
 @selftrain_option("--epochs", type=float)
-@selftrain_option("--max-steps", type=int, help="Optimizer steps (overrides --epochs).")
+@selftrain_option("--max-steps", type=int, help="Optimizer steps (overrides --epochs; it and --epochs may grow when "
+                  "going on: a longer training from the same examples).")
 @selftrain_option("--lr", "learning_rate", type=float)
 @selftrain_option("--grad-accum", type=int)
 @selftrain_option("--max-length", type=int, help="Longest example in tokens (longer ones are left out).")

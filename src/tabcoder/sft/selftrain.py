@@ -10,7 +10,8 @@ differs, except that `tasks` and `teacher_seeds` may grow: the generator's first
 count, so the teacher's finished runs are kept and only the new ones run; what was made from the smaller
 teacher data (the examples, the adapter, the GGUF and the tuned model's evaluation runs) moves to
 `OUT/earlier/N/` and is made again, while the base model's evaluation runs stay (the base and the evaluation
-did not change).
+did not change). `epochs` and `max_steps` may grow too: a longer training from the same examples, the shorter
+one's adapter, GGUF and evaluation set aside the same way.
 
     OUT/selftrain.json         settings, and each finished stage with its figures
     OUT/tasks/                 generated tasks (`tabcoder.sft.tasks`), suite layout
@@ -45,8 +46,9 @@ STAGES = ("tasks", "teacher", "distill", "train", "export", "evaluate")
 TEACHER_STRATEGIES = {"reflexion": "teacher", "tree": "teacher-tree"}
 #: Settings that do not change what is made; a later call may give other values.
 FREE = ("jobs", "threads", "stop_after", "eval_jobs", "gradient_checkpointing")
-#: Settings a later call may raise (more teacher data); the stages from the first one they change are redone.
-GROWABLE = {"tasks": "tasks", "teacher_seeds": "teacher"}
+#: Settings a later call may raise (more teacher data, longer training); the stages from the first one they
+#: change are redone.
+GROWABLE = {"tasks": "tasks", "teacher_seeds": "teacher", "epochs": "train", "max_steps": "train"}
 #: Defaults that changed, as they were before the setting was saved in selftrain.json.
 EARLIER_DEFAULTS = {"teacher_strategy": "reflexion"}
 #: The first stage each defining setting shapes: a later call may change it while that stage has not begun
@@ -157,12 +159,12 @@ def _open_state(out: Path, config: SelfTrainConfig, say: Progress) -> dict:
         saved = {k: state["settings"].get(k, defaults.get(k)) for k in _defining(config)}
         differ = {k: (saved[k], v) for k, v in _defining(config).items() if saved[k] != v}
         unbegun = {k: old_new for k, old_new in differ.items() if not _begun(out, state, FIRST_STAGE[k])}
-        grown = {k: old_new for k, old_new in differ.items()
-                 if k in GROWABLE and k not in unbegun and old_new[1] > old_new[0]}
+        grown = {k: (old, new) for k, (old, new) in differ.items() if k in GROWABLE and k not in unbegun
+                 and isinstance(old, (int, float)) and isinstance(new, (int, float)) and new > old}
         fixed = {k: old_new for k, old_new in differ.items() if k not in grown and k not in unbegun}
         if fixed:
             said = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in fixed.items())
-            more = (" (--tasks and --teacher-seeds may grow, never shrink)"
+            more = (" (--tasks, --teacher-seeds, --epochs and --max-steps may grow, never shrink)"
                     if any(k in GROWABLE for k in fixed) else "")
             raise ConfigError(f"{out} holds a self-training with other settings ({said}){more}; give the same "
                               "settings to go on with it, or a new --out")
@@ -197,7 +199,7 @@ def _grow(out: Path, state: dict, config: SelfTrainConfig, grown: dict, say: Pro
     keeps its finished runs); what the smaller data made moves to OUT/earlier/N/, nothing is deleted."""
     first = min(STAGES.index(GROWABLE[k]) for k in grown)
     tuned = state["done"].get("export", {}).get("model")
-    aside = _set_aside(out, tuned)
+    aside = _set_aside(out, tuned, STAGES[first])
     state["done"] = {stage: figures for stage, figures in state["done"].items() if STAGES.index(stage) < first}
     state["settings"].update({k: new for k, (_, new) in grown.items()})
     state.setdefault("grown", []).append({"changed": {k: list(v) for k, v in grown.items()},
@@ -206,16 +208,18 @@ def _grow(out: Path, state: dict, config: SelfTrainConfig, grown: dict, say: Pro
     _save_state(out, state)
     said = ", ".join(f"{k.replace('_', '-')} {old} -> {new}" for k, (old, new) in grown.items())
     emit_event(say, StageEnd(stage="grow", text=f"{said}: the teacher's finished runs are kept; the stages from "
-                                                f"{STAGES[first]} on are done again"
+                                                f"{STAGES[first]} on are made again"
                                                 + (f"; what the earlier data made is in {aside}" if aside else "")))
 
 
-def _set_aside(out: Path, tuned: str | None) -> Path | None:
-    """Move the examples, the adapter, the GGUF files and the tuned model's evaluation runs (its ledger rows
-    and run folders) to OUT/earlier/N/; the base model's evaluation runs stay in OUT/eval/."""
+def _set_aside(out: Path, tuned: str | None, first: str) -> Path | None:
+    """Move what the stages from `first` on made (the examples, the adapter, the GGUF files, the tuned model's
+    evaluation runs: its ledger rows and run folders) to OUT/earlier/N/; the base model's evaluation runs stay
+    in OUT/eval/."""
     from tabcoder.sft.evaluate import LEDGER, read_ledger
 
-    made = [out / name for name in ("data", "train")] + sorted(out.glob("tuned*.gguf"))
+    redone = STAGES[STAGES.index(first):]
+    made = ([out / "data"] if "distill" in redone else []) + [out / "train"] + sorted(out.glob("tuned*.gguf"))
     rows = read_ledger(out / "eval")
     moved_rows = [row for row in rows if tuned is not None and row.get("model") == tuned]
     if not any(p.exists() for p in made) and not moved_rows and not (out / "eval" / "summary.md").exists():
