@@ -44,7 +44,14 @@ def start_run(tmp_path: Path, strategy: str, seconds: float = 2.0) -> subprocess
                "--confirm-folds", "0", "--out", str(tmp_path / "runs"), "-q"]
     if strategy == "tree":
         command += ["--drafts", "3"]  # a first round of 3 drafts, so the run is stopped with attempts still to write
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
+
+
+def _default_signals() -> None:
+    """The run gets SIGINT as from a terminal, whatever an earlier test left ignored or blocked in pytest."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_pending(tmp_path: Path, process: subprocess.Popen, timeout: float = 240) -> Path:

@@ -212,6 +212,25 @@ def test_timeout_kills_the_whole_process_group(sandbox, workspace):
     assert sleeper_gone("60.25")
 
 
+def test_a_harness_that_ignores_or_blocks_sigint_still_gives_the_script_its_keyboardinterrupt(sandbox, workspace):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a shell has it
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+    try:
+        result = run_code(sandbox, workspace, """
+            import time
+            print("started", flush=True)
+            time.sleep(60)
+        """, timeout=2)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+        signal.signal(signal.SIGINT, before)
+    assert result.timed_out and "started" in result.stdout
+    assert exception_text(result.traceback) == "KeyboardInterrupt"
+
+
 def test_timeout_escalates_when_sigint_and_sigterm_are_ignored(sandbox, workspace):
     result = run_code(sandbox, workspace, """
         import signal, time

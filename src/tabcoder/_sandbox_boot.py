@@ -326,7 +326,18 @@ def hold_lifeline(fd):
     threading.Thread(target=watch, name="tabcoder-lifeline", daemon=True).start()
 
 
+def restore_signals():
+    """The script gets the signals of an interpreter started from a shell: none blocked, SIGINT raising
+    KeyboardInterrupt, SIGTERM ending it. A harness process that ignores or blocks them (a host that set
+    SIG_IGN, a library that masked SIGINT) must not pass that on: the timeout's SIGINT would leave no
+    traceback, and the stop would wait for SIGTERM's grace."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv):
+    restore_signals()
     if len(argv) >= 2 and argv[0] == "--probe":
         return 0 if unshare_network(argv[1]) else 1
     config = json.loads(argv[0])
