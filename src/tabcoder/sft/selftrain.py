@@ -222,6 +222,7 @@ def _set_aside(out: Path, tuned: str | None, first: str) -> Path | None:
     made = ([out / "data"] if "distill" in redone else []) + [out / "train"] + sorted(out.glob("tuned*.gguf"))
     rows = read_ledger(out / "eval")
     moved_rows = [row for row in rows if tuned is not None and row.get("model") == tuned]
+    kept = [row for row in rows if tuned is None or row.get("model") != tuned]
     if not any(p.exists() for p in made) and not moved_rows and not (out / "eval" / "summary.md").exists():
         return None
     earlier = out / "earlier"
@@ -238,7 +239,6 @@ def _set_aside(out: Path, tuned: str | None, first: str) -> Path | None:
             if folder.is_dir() and folder.parent.resolve() == (out / "eval" / "runs").resolve():
                 shutil.move(str(folder), str(target / "eval" / "runs" / folder.name))
         (target / "eval" / LEDGER).write_text("".join(json.dumps(row) + "\n" for row in moved_rows), encoding="utf-8")
-        kept = [row for row in rows if row not in moved_rows]
         (out / "eval" / LEDGER).write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
         if (out / "eval" / "summary.md").exists():
             shutil.move(str(out / "eval" / "summary.md"), str(target / "eval" / "summary.md"))
